@@ -1,0 +1,61 @@
+// Elementwise INT8 conversions: f32→u8 quantize, u8/s32→f32 dequantize, u8→u8 requantize.
+// Numerics: docs/int8_numerics.md ("Quantize", "Dequantize", "Requantize and Concat").
+// One micro-kernel per ISA (files named after the function); Get*Kernel(isa) is the table.
+#ifndef TFQ8_KERNELS_CPU_ELEMENTWISE_H_
+#define TFQ8_KERNELS_CPU_ELEMENTWISE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "custom_ops/kernels/cpu/isa.h"
+
+namespace tfq8 {
+
+// t = x * mul; t = clamp(t, lo, hi) (NaN → lo); q = rne(t) + zero_point.
+struct QuantizeParams {
+  float mul;
+  float lo;
+  float hi;
+  int32_t zero_point;
+};
+QuantizeParams MakeQuantizeParams(float scale, int zero_point);
+
+// For requantize the input is first centred: t = float(q - in_zero_point) * mul.
+struct RequantizeParams {
+  int32_t in_zero_point;
+  float mul;
+  float lo;
+  float hi;
+  int32_t out_zero_point;
+};
+RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float out_scale,
+                                      int out_zero_point);
+
+using QuantizeFn = void (*)(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+using DequantizeU8Fn = void (*)(size_t n, const uint8_t* x, float* y, int32_t zero_point,
+                                float scale);
+using RequantizeFn = void (*)(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
+
+void f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+void f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+void f32_qu8_vcvt_ukernel__avx512(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+
+void qu8_f32_vcvt_ukernel__ref(size_t n, const uint8_t* x, float* y, int32_t zp, float scale);
+void qu8_f32_vcvt_ukernel__avx2(size_t n, const uint8_t* x, float* y, int32_t zp, float scale);
+void qu8_f32_vcvt_ukernel__avx512(size_t n, const uint8_t* x, float* y, int32_t zp, float scale);
+
+void qu8_vrequant_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
+void qu8_vrequant_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
+void qu8_vrequant_ukernel__avx512(size_t n, const uint8_t* x, uint8_t* y,
+                                  const RequantizeParams& p);
+
+// int32 → f32 dequantize is rare (debug outputs); reference only.
+void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale);
+
+QuantizeFn GetQuantizeKernel(Isa isa);
+DequantizeU8Fn GetDequantizeKernel(Isa isa);
+RequantizeFn GetRequantizeKernel(Isa isa);
+
+}  // namespace tfq8
+
+#endif  // TFQ8_KERNELS_CPU_ELEMENTWISE_H_

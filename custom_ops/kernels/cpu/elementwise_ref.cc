@@ -1,0 +1,81 @@
+// Scalar references for the elementwise conversions, and the per-ISA table.
+#include <algorithm>
+#include <cmath>
+
+#include "custom_ops/kernels/cpu/elementwise.h"
+
+namespace tfq8 {
+
+QuantizeParams MakeQuantizeParams(float scale, int zero_point) {
+  QuantizeParams p;
+  p.mul = static_cast<float>(1.0 / static_cast<double>(scale));
+  p.lo = static_cast<float>(-zero_point);
+  p.hi = static_cast<float>(255 - zero_point);
+  p.zero_point = zero_point;
+  return p;
+}
+
+RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float out_scale,
+                                      int out_zero_point) {
+  RequantizeParams p;
+  p.in_zero_point = in_zero_point;
+  p.mul = static_cast<float>(static_cast<double>(in_scale) / static_cast<double>(out_scale));
+  p.lo = static_cast<float>(-out_zero_point);
+  p.hi = static_cast<float>(255 - out_zero_point);
+  p.out_zero_point = out_zero_point;
+  return p;
+}
+
+void f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
+  for (size_t i = 0; i < n; ++i) {
+    float t = x[i] * p.mul;
+    t = t >= p.lo ? t : p.lo;  // NaN → lo, as vmaxps(t, lo) does
+    t = t <= p.hi ? t : p.hi;
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.zero_point);
+  }
+}
+
+void qu8_f32_vcvt_ukernel__ref(size_t n, const uint8_t* x, float* y, int32_t zp, float scale) {
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
+}
+
+void qu8_vrequant_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p) {
+  for (size_t i = 0; i < n; ++i) {
+    float t = static_cast<float>(static_cast<int32_t>(x[i]) - p.in_zero_point) * p.mul;
+    t = std::min(std::max(t, p.lo), p.hi);
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.out_zero_point);
+  }
+}
+
+void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale) {
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(x[i]) * scale;
+}
+
+QuantizeFn GetQuantizeKernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAmx:
+    case Isa::kAvx512Vnni: return f32_qu8_vcvt_ukernel__avx512;
+    case Isa::kAvx2: return f32_qu8_vcvt_ukernel__avx2;
+    default: return f32_qu8_vcvt_ukernel__ref;
+  }
+}
+
+DequantizeU8Fn GetDequantizeKernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAmx:
+    case Isa::kAvx512Vnni: return qu8_f32_vcvt_ukernel__avx512;
+    case Isa::kAvx2: return qu8_f32_vcvt_ukernel__avx2;
+    default: return qu8_f32_vcvt_ukernel__ref;
+  }
+}
+
+RequantizeFn GetRequantizeKernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAmx:
+    case Isa::kAvx512Vnni: return qu8_vrequant_ukernel__avx512;
+    case Isa::kAvx2: return qu8_vrequant_ukernel__avx2;
+    default: return qu8_vrequant_ukernel__ref;
+  }
+}
+
+}  // namespace tfq8
