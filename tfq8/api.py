@@ -1,0 +1,245 @@
+"""The tfq8 pipeline: frontend → FP32 passes → calibration → quantize pass → export.
+
+    optimized = tfq8.optimize(model)                      # FP32 passes only (exact)
+    int8 = tfq8.quantize(model, calibration_data)         # INT8
+    int8(images); int8.save("model_int8"); print(int8.summary())
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfq8 import export, frontend
+from tfq8.calibration import CalibrationTable, Calibrator, normalize_calibration_data
+from tfq8.passes import pipeline as pipeline_lib
+from tfq8.passes.quantize import QuantizePlan
+
+TABLE_ASSET = "tfq8_calibration.json"
+REPORT_ASSET = "tfq8_report.json"
+METHODS = ("entropy", "percentile", "minmax", "mse")
+
+
+@dataclasses.dataclass
+class QuantConfig:
+    """How `tfq8.quantize` calibrates and what it keeps in FP32.
+
+    method: activation range method: "entropy" (KL, TensorRT's), "percentile", "minmax", "mse".
+    percentile: for method="percentile".
+    num_samples: calibration samples to use (None: all the data given).
+    batch_size: batch size used to run the FP32 model during calibration.
+    per_channel: per-output-channel weight scales (True) or one scale per layer.
+    keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
+    calibration_table: a CalibrationTable or a path to its JSON (from `.calibration_table.save`
+      or a quantized SavedModel's assets/) to re-quantize without re-calibrating.
+    passes: {pass_name: False} switches FP32 passes off (see tfq8.optimize).
+    verbose: show calibration progress.
+    """
+
+    method: str = "percentile"
+    percentile: float = 99.99
+    num_samples: int | None = 512
+    batch_size: int = 16
+    per_channel: bool = True
+    keep_fp32: Sequence[str] = ()
+    calibration_table: Any = None
+    passes: dict | None = None
+    verbose: bool = True
+
+    def validate(self):
+        if self.method not in METHODS:
+            raise ValueError(f"QuantConfig.method must be one of {METHODS}, got {self.method!r}")
+        if not 0 < self.percentile <= 100:
+            raise ValueError(f"QuantConfig.percentile must be in (0, 100], got {self.percentile}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"QuantConfig.num_samples must be >= 1 or None, got "
+                             f"{self.num_samples}")
+        if self.batch_size < 1:
+            raise ValueError(f"QuantConfig.batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.keep_fp32, str):
+            self.keep_fp32 = [s for s in self.keep_fp32.split(",") if s]
+
+
+class GraphModel:
+    """A GraphDef with its signature, callable like the original model."""
+
+    def __init__(self, graph_def, frozen, notes=None):
+        self.graph_def = graph_def
+        self.inputs = frozen.inputs
+        self.outputs = frozen.outputs
+        self.signature_name = frozen.signature_name
+        self._frozen = frozen
+        self._fn = export.make_callable(graph_def, frozen.inputs, frozen.outputs)
+        self.pipeline_notes = notes
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+    def _assets(self):
+        return {}
+
+    def save(self, path):
+        """Writes a SavedModel with the original signature name, input and output names."""
+        export.save_saved_model(self.graph_def, self.inputs, self.outputs, path,
+                                signature_name=self.signature_name, assets=self._assets())
+        return path
+
+    def op_counts(self):
+        counts = {}
+        for n in self.graph_def.node:
+            counts[n.op] = counts.get(n.op, 0) + 1
+        return counts
+
+
+class OptimizedModel(GraphModel):
+    """Result of `tfq8.optimize`: the FP32 model after the exact graph passes."""
+
+    def summary(self):
+        return self.pipeline_notes.summary() if self.pipeline_notes is not None else ""
+
+
+class QuantizedModel(GraphModel):
+    """Result of `tfq8.quantize`: the INT8 model."""
+
+    def __init__(self, graph_def, frozen, notes, table, layers, config):
+        super().__init__(graph_def, frozen, notes)
+        self.calibration_table = table
+        self.layers = layers
+        self.config = config
+
+    def _assets(self):
+        return {TABLE_ASSET: self.calibration_table.to_json(),
+                REPORT_ASSET: json.dumps(self.report(), indent=1, sort_keys=True)}
+
+    def report(self):
+        """Per layer: op, INT8 or FP32 and why, scales. JSON-serializable."""
+        rows = []
+        for r in self.layers:
+            row = {"node": r.node, "op": r.op, "int8": r.int8}
+            if r.reason:
+                row["reason"] = r.reason
+            if r.output_qparams is not None:
+                row["output_scale"] = r.output_qparams.scale
+                row["output_zero_point"] = r.output_qparams.zero_point
+            if r.input_qparams:
+                row["input_scales"] = [q.scale for q in r.input_qparams]
+            if r.weight_scale_range is not None:
+                row["weight_scale_range"] = list(r.weight_scale_range)
+            rows.append(row)
+        fp32_ops = {}
+        int8_ops = {"Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul", "Tfq8Add",
+                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat"}
+        for op, c in self.op_counts().items():
+            if op not in int8_ops and op not in ("Const", "Placeholder", "Identity",
+                                                  "Tfq8Quantize", "Tfq8Dequantize", "NoOp"):
+                fp32_ops[op] = c
+        return {"layers": rows, "fp32_ops": fp32_ops, "op_counts": self.op_counts()}
+
+    def summary(self):
+        rep = self.report()
+        int8 = [r for r in rep["layers"] if r["int8"]]
+        fp32 = [r for r in rep["layers"] if not r["int8"]]
+        counts = self.op_counts()
+        lines = ["tfq8 INT8 model",
+                 f"  INT8 ops: {len(int8)}  ("
+                 + ", ".join(f"{op} {c}" for op, c in sorted(counts.items())
+                             if op.startswith("Tfq8")) + ")",
+                 f"  layers kept in FP32: {len(fp32)}"]
+        for r in fp32:
+            lines.append(f"    {r['node']} ({r['op']}): {r['reason']}")
+        if rep["fp32_ops"]:
+            lines.append("  FP32 ops left in the graph: "
+                         + ", ".join(f"{op} {c}" for op, c in sorted(rep["fp32_ops"].items())))
+        lines.append(f"  calibration: {self.config.method}, "
+                     f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
+        if self.pipeline_notes is not None:
+            lines.append(self.pipeline_notes.summary())
+        return "\n".join(lines)
+
+
+def _run_fp32_passes(frozen, passes):
+    pipe = pipeline_lib.default_pipeline(disabled=[k for k, v in (passes or {}).items() if not v])
+    result = pipe.run(frozen.graph_def, outputs=[o.tensor_name for o in frozen.outputs])
+    return result
+
+
+def optimize(model, passes=None, signature="serving_default") -> OptimizedModel:
+    """Freezes `model` and runs the exact FP32 passes (BN folding, stride moving, fusion).
+
+    model: a Keras model, a tf.function with an input_signature, a ConcreteFunction, or a
+      SavedModel directory. passes: {pass_name: False} to switch passes off.
+    """
+    frozen = frontend.load_model(model, signature=signature)
+    result = _run_fp32_passes(frozen, passes)
+    return OptimizedModel(result.graph_def, frozen, result)
+
+
+def _fp32_runner(graph_def, frozen, tensors):
+    """batch dict → {tensor: value} running the FP32 graph in a Session."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    sess = tf.compat.v1.Session(graph=graph)
+    feeds = {spec.name: graph.get_tensor_by_name(spec.tensor_name) for spec in frozen.inputs}
+    fetches = [graph.get_tensor_by_name(t) for t in tensors]
+
+    def run(batch):
+        values = sess.run(fetches, {feeds[k]: v for k, v in batch.items()})
+        return dict(zip(tensors, values))
+
+    return run
+
+
+def _load_table(src):
+    if isinstance(src, CalibrationTable):
+        return src
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        if os.path.isdir(path):
+            path = os.path.join(path, "assets", TABLE_ASSET)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"calibration_table {src!r}: no such file")
+        return CalibrationTable.load(path)
+    raise TypeError(f"calibration_table must be a CalibrationTable or a path, got "
+                    f"{type(src).__name__}")
+
+
+def quantize(model, calibration_data=None, config: QuantConfig | None = None,
+             signature="serving_default") -> QuantizedModel:
+    """Quantizes `model` to INT8 after calibrating on `calibration_data`.
+
+    model: as in `tfq8.optimize`. calibration_data: numpy array(s), a dict {input name: array},
+      a tf.data.Dataset or any iterable of batches; may be None when
+      config.calibration_table is given.
+    """
+    config = config or QuantConfig()
+    config.validate()
+    frozen = frontend.load_model(model, signature=signature)
+    result = _run_fp32_passes(frozen, config.passes)
+    fp32 = result.graph_def
+    outputs = [o.tensor_name for o in frozen.outputs]
+    plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
+                        per_channel=config.per_channel)
+    if config.calibration_table is not None:
+        table = _load_table(config.calibration_table)
+        missing = [t for t in plan.observe if t not in table]
+        if missing:
+            raise ValueError(f"the calibration table lacks {len(missing)} tensors this model "
+                             f"needs (e.g. {missing[:3]}); it was made for another model or "
+                             f"other passes — recalibrate")
+    else:
+        if calibration_data is None:
+            raise ValueError("calibration_data is required (or give "
+                             "QuantConfig(calibration_table=...))")
+        batches = normalize_calibration_data(calibration_data, frozen.inputs,
+                                             batch_size=config.batch_size)
+        run = _fp32_runner(fp32, frozen, plan.observe)
+        table = Calibrator(run, config.method, num_samples=config.num_samples,
+                           percentile=config.percentile, verbose=config.verbose,
+                           metadata={"signature": frozen.signature_name}).calibrate(batches)
+    int8_graph, layers = plan.emit(table)
+    return QuantizedModel(int8_graph, frozen, result, table, layers, config)

@@ -1,0 +1,688 @@
+"""quantize: FP32 GraphDef (after the FP32 passes) + calibration table ⇒ INT8 GraphDef of Tfq8* ops.
+
+Rewrites (every INT8 tensor is uint8 with one (scale, zero_point), chosen from the calibration
+table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted by +128"):
+
+    [Pad(0) →] Conv2D|_FusedConv2D [→ BiasAdd] [→ Relu|Relu6]             ⇒ Tfq8Conv2D
+    [Pad(0) →] DepthwiseConv2dNative [→ BiasAdd] [→ Relu|Relu6]            ⇒ Tfq8DepthwiseConv2D
+    MatMul|_FusedMatMul [→ BiasAdd] [→ Relu|Relu6]                         ⇒ Tfq8MatMul
+    conv (no activation, sole consumer is the add) → AddV2(·, skip) [→ Relu|Relu6]
+                                                       ⇒ Tfq8Conv2D(summand=skip)   (residual add)
+    AddV2(a, b) [→ Relu|Relu6]                                             ⇒ Tfq8Add
+    MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
+    Pad(0) feeding INT8 ops only, Reshape, Squeeze, Identity               ⇒ same op on uint8 (Pad
+                                                                             pads with the zero point)
+
+Conv weights become int8 with per-output-channel scales (W_q = rne(W / s_w), s_w = max|W|/127);
+the bias stays f32 (the kernels add it in f32, no bias rounding). Fused requantization: each
+INT8 op writes its output directly in the scale its consumers read, so there is no
+dequantize/quantize pair between two INT8 ops; a layer whose consumers are all FP32 writes f32
+itself (out_type=float). At FP32 boundaries Tfq8Quantize/Tfq8Dequantize are inserted.
+
+Naming keeps the FP32 graph's tensor names: an INT8 node producing tensor X that an FP32
+consumer (or a graph output) needs in f32 is named X/int8 and a Tfq8Dequantize named X follows
+it, so nothing downstream is rewired.
+
+Refusals (the node stays FP32 and the report says why): non-constant weights, NCHW layout,
+unknown spatial size with SAME padding and stride > 1, a tensor without calibration data,
+op types or names the user keeps in FP32, weights with NaN/Inf.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Iterable
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
+from tensorflow.python.framework import tensor_util
+
+from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
+
+CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
+ACT_OPS = {"Relu": "RELU", "Relu6": "RELU6"}
+POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
+PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims"}
+ADD_OPS = {"AddV2", "Add"}
+
+
+def tensor_name(t: str) -> str:
+    """Canonical 'node:idx' form of an input reference."""
+    return t if ":" in t else t + ":0"
+
+
+def node_of(t: str) -> str:
+    return t.lstrip("^").split(":")[0]
+
+
+@dataclasses.dataclass
+class Group:
+    """One INT8 op to emit, covering one or more FP32 nodes."""
+
+    kind: str                   # conv | depthwise | matmul | add | maxpool | avgpool | mean |
+    # concat | pad | passthrough
+    out_node: str               # last FP32 node of the group: its output tensor is the group's
+    nodes: list                 # FP32 nodes the group replaces
+    inputs: list                # INT8 data input tensors (FP32 names)
+    attrs: dict = dataclasses.field(default_factory=dict)
+    summand: str | None = None
+    activation: str = "NONE"
+
+
+@dataclasses.dataclass
+class LayerReport:
+    node: str
+    op: str
+    int8: bool
+    reason: str = ""
+    input_qparams: list = dataclasses.field(default_factory=list)
+    output_qparams: QParams | None = None
+    weight_scale_range: tuple | None = None
+
+
+class QuantizeError(ValueError):
+    pass
+
+
+class _Graph:
+    def __init__(self, graph_def):
+        self.gd = graph_def
+        self.nodes = {n.name: n for n in graph_def.node}
+        self.consumers = {}
+        for n in graph_def.node:
+            for i in n.input:
+                if i.startswith("^"):
+                    continue
+                self.consumers.setdefault(tensor_name(i), []).append(n.name)
+        self.order = [n.name for n in graph_def.node]
+
+    def const_value(self, t: str):
+        """numpy value of a Const reached through Identity chains, else None."""
+        n = self.nodes.get(node_of(t))
+        while n is not None and n.op == "Identity":
+            n = self.nodes.get(node_of(n.input[0]))
+        if n is None or n.op != "Const":
+            return None
+        return tensor_util.MakeNdarray(n.attr["value"].tensor)
+
+    def sole_consumer(self, t: str, outputs: set):
+        cons = self.consumers.get(tensor_name(t), [])
+        if len(cons) != 1 or tensor_name(t) in outputs:
+            return None
+        return self.nodes[cons[0]]
+
+    def data_inputs(self, n):
+        return [i for i in n.input if not i.startswith("^")]
+
+
+def _static_shapes(graph_def):
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    return g
+
+
+def _same_pads(size, k, stride, dilation):
+    eff = (k - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def _list_attr(n, name, default):
+    if name in n.attr:
+        return list(n.attr[name].list.i)
+    return default
+
+
+class QuantizePlan:
+    """The structural part of the quantize pass: which nodes become which INT8 op.
+
+    `observe` lists the FP32 tensors whose ranges calibration must measure; `emit(table)`
+    writes the INT8 graph.
+    """
+
+    def __init__(self, graph_def, output_tensors: Iterable[str], keep_fp32=(),
+                 per_channel=True):
+        self.graph_def = graph_def
+        self.g = _Graph(graph_def)
+        self.outputs = {tensor_name(t) for t in output_tensors}
+        self.keep = set(keep_fp32)
+        self.per_channel = per_channel
+        self.tfgraph = _static_shapes(graph_def)
+        self.groups: dict[str, Group] = {}      # out_node → group
+        self.member: dict[str, str] = {}        # FP32 node → out_node of its group
+        self.reports: list[LayerReport] = []
+        self._match_all()
+
+    # ---------------------------------------------------------------- matching
+    def _kept(self, n):
+        return n.name in self.keep or n.op in self.keep
+
+    def _shape(self, t):
+        return self.tfgraph.get_tensor_by_name(tensor_name(t)).shape
+
+    def _refuse(self, n, reason):
+        self.reports.append(LayerReport(node=n.name, op=n.op, int8=False, reason=reason))
+
+    def _match_all(self):
+        g = self.g
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member:
+                continue
+            if n.op in CONV_OPS:
+                grp = self._match_conv(n)
+            elif n.op in POOL_OPS:
+                grp = self._match_simple(n, POOL_OPS[n.op].replace("Tfq8", "").lower())
+            elif n.op == "Mean":
+                grp = self._match_mean(n)
+            elif n.op == "ConcatV2":
+                grp = self._match_concat(n)
+            else:
+                continue
+            if grp is not None:
+                self._add_group(grp)
+        # Adds not absorbed into a conv as its residual summand.
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member or n.op not in ADD_OPS:
+                continue
+            ins = g.data_inputs(n)
+            if len(ins) != 2 or any(g.const_value(i) is not None for i in ins):
+                continue
+            if not all(self._is_int8_tensor(i) for i in ins):
+                continue
+            try:
+                same = self._shape(ins[0]).as_list()[1:] == self._shape(ins[1]).as_list()[1:]
+            except ValueError:
+                same = False
+            if not same or self._kept(n):
+                self._refuse(n, "add of tensors with different shapes (broadcasting) stays FP32"
+                             if not same else "kept in FP32 by the configuration")
+                continue
+            grp = Group("add", n.name, [n.name], [tensor_name(i) for i in ins], {"op": n.op})
+            self._absorb_activation(grp)
+            self._add_group(grp)
+        # Shape-only ops between INT8 ops stay on uint8.
+        changed = True
+        while changed:
+            changed = False
+            for name in g.order:
+                n = g.nodes[name]
+                if name in self.member:
+                    continue
+                if n.op in PASSTHROUGH_OPS or (n.op in ("Pad", "PadV2") and self._zero_pad(n)):
+                    src = g.data_inputs(n)[0]
+                    if (self._is_int8_tensor(src) and not self._kept(n)
+                            and self._feeds_int8(n.name + ":0")):
+                        kind = "pad" if n.op.startswith("Pad") else "passthrough"
+                        self._add_group(Group(kind, n.name, [n.name], [tensor_name(src)],
+                                              {"op": n.op}))
+                        changed = True
+        self._prune()
+
+    def _add_group(self, grp):
+        self.groups[grp.out_node] = grp
+        for m in grp.nodes:
+            self.member[m] = grp.out_node
+
+    def _is_int8_tensor(self, t):
+        node = node_of(t)
+        return node in self.member and self.member[node] == node
+
+    def _zero_pad(self, n):
+        if n.op == "PadV2":
+            v = self.g.const_value(n.input[2])
+            if v is None or float(v) != 0.0:
+                return None
+        p = self.g.const_value(n.input[1])
+        if p is None or p.shape != (4, 2) or p[0].any() or p[3].any():
+            return None
+        return [int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1])]
+
+    def _absorb_activation(self, grp):
+        nxt = self.g.sole_consumer(grp.out_node + ":0", self.outputs)
+        if (nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt)
+                and grp.activation == "NONE"):
+            grp.activation = ACT_OPS[nxt.op]
+            grp.nodes.append(nxt.name)
+            grp.out_node = nxt.name
+
+    def _feeds_int8(self, t):
+        """True if some group reads tensor t as an INT8 data input or summand."""
+        for c in self.g.consumers.get(t, []):
+            out = self.member.get(c)
+            if out is not None and (t in self.groups[out].inputs or t == self.groups[out].summand):
+                return True
+        return False
+
+    def _prune(self):
+        """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error."""
+        changed = True
+        while changed:
+            changed = False
+            for out, grp in list(self.groups.items()):
+                if grp.kind in ("conv", "depthwise", "matmul"):
+                    continue
+                fed = any(self._is_int8_tensor(i) for i in grp.inputs)
+                if not fed and not self._feeds_int8(out + ":0"):
+                    del self.groups[out]
+                    for m in grp.nodes:
+                        del self.member[m]
+                    changed = True
+
+    def _match_conv(self, n):
+        g = self.g
+        if self._kept(n):
+            self._refuse(n, "kept in FP32 by the configuration")
+            return None
+        ins = g.data_inputs(n)
+        kind = {"Conv2D": "conv", "_FusedConv2D": "conv", "DepthwiseConv2dNative": "depthwise",
+                "MatMul": "matmul", "_FusedMatMul": "matmul"}[n.op]
+        w = g.const_value(ins[1])
+        if w is None:
+            self._refuse(n, "weights are not a constant (freeze the model first)")
+            return None
+        if not np.all(np.isfinite(w)):
+            self._refuse(n, "weights contain NaN or Inf")
+            return None
+        if n.attr["T"].type != tf.float32.as_datatype_enum:
+            self._refuse(n, f"dtype {tf.dtypes.as_dtype(n.attr['T'].type).name} is not float32")
+            return None
+        attrs = {"weights": w.astype(np.float32), "op": n.op}
+        bias = None
+        activation = "NONE"
+        if n.op.startswith("_Fused"):
+            fused = [s.decode() for s in n.attr["fused_ops"].list.s]
+            if fused not in (["BiasAdd"], ["BiasAdd", "Relu"], ["BiasAdd", "Relu6"]):
+                self._refuse(n, f"fused ops {fused} are not supported")
+                return None
+            bias = g.const_value(ins[2])
+            if bias is None:
+                self._refuse(n, "bias is not a constant")
+                return None
+            if len(fused) == 2:
+                activation = ACT_OPS[fused[1]]
+        if kind == "matmul":
+            if n.attr["transpose_a"].b:
+                self._refuse(n, "MatMul with transpose_a is not supported")
+                return None
+            if n.attr["transpose_b"].b:
+                attrs["weights"] = attrs["weights"].T.copy()
+        else:
+            if n.attr["data_format"].s not in (b"", b"NHWC"):
+                self._refuse(n, "only NHWC convolutions are supported")
+                return None
+            strides = _list_attr(n, "strides", [1, 1, 1, 1])
+            dil = _list_attr(n, "dilations", [1, 1, 1, 1])
+            attrs["strides"] = [strides[1], strides[2]]
+            attrs["dilations"] = [dil[1], dil[2]]
+            kh, kw = w.shape[0], w.shape[1]
+            padding = n.attr["padding"].s.decode()
+            if padding == "VALID":
+                pads = [0, 0, 0, 0]
+            elif padding == "EXPLICIT":
+                e = list(n.attr["explicit_paddings"].list.i)
+                pads = [e[2], e[3], e[4], e[5]]
+            else:
+                shape = self._shape(ins[0])
+                h, wd = (shape[1], shape[2]) if shape.rank == 4 else (None, None)
+                if (h is None or wd is None) and (strides[1] > 1 or strides[2] > 1):
+                    self._refuse(n, "SAME padding with stride > 1 needs a static spatial size")
+                    return None
+                h = h or 1
+                wd = wd or 1
+                pads = list(_same_pads(h, kh, strides[1], dil[1]) +
+                            _same_pads(wd, kw, strides[2], dil[2]))
+            # A zero Pad whose only consumer is this conv becomes part of its padding; the
+            # kernel pads with the zero point, which is what real 0 quantizes to.
+            src = g.nodes.get(node_of(ins[0]))
+            if (src is not None and src.op in ("Pad", "PadV2") and not self._kept(src)
+                    and g.sole_consumer(ins[0], self.outputs) is n):
+                extra = self._zero_pad(src)
+                if extra is not None:
+                    pads = [a + b for a, b in zip(pads, extra)]
+                    ins = [src.input[0]] + ins[1:]
+                    attrs["absorbed_pad"] = src.name
+            attrs["pads"] = pads
+        grp = Group(kind, n.name, [n.name], [tensor_name(ins[0])], attrs)
+        if "absorbed_pad" in attrs:
+            grp.nodes.insert(0, attrs["absorbed_pad"])
+        # Walk forward: BiasAdd, activation, residual add.
+        out = n.name
+        oc = attrs["weights"].shape[-1] if kind != "depthwise" else w.shape[2] * w.shape[3]
+        nxt = g.sole_consumer(out + ":0", self.outputs)
+        if bias is None and nxt is not None and nxt.op in ("BiasAdd", "AddV2", "Add"):
+            b = g.const_value(nxt.input[1])
+            if b is not None and b.size == oc and b.ndim <= 1 + (b.ndim > 1 and b.shape[-1] == oc):
+                bias = b.reshape(-1)
+                grp.nodes.append(nxt.name)
+                out = nxt.name
+                nxt = g.sole_consumer(out + ":0", self.outputs)
+        if activation == "NONE" and nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt):
+            activation = ACT_OPS[nxt.op]
+            grp.nodes.append(nxt.name)
+            out = nxt.name
+        elif (activation == "NONE" and kind == "conv" and nxt is not None and nxt.op in ADD_OPS
+              and not self._kept(nxt)):
+            others = [i for i in g.data_inputs(nxt) if node_of(i) != out]
+            if len(others) == 1 and g.const_value(others[0]) is None:
+                skip = others[0]
+                try:
+                    ok = self._shape(skip).as_list()[1:] == self._shape(out).as_list()[1:]
+                except ValueError:
+                    ok = False
+                if ok:
+                    grp.summand = tensor_name(skip)
+                    grp.nodes.append(nxt.name)
+                    out = nxt.name
+                    nxt = g.sole_consumer(out + ":0", self.outputs)
+                    if nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt):
+                        activation = ACT_OPS[nxt.op]
+                        grp.nodes.append(nxt.name)
+                        out = nxt.name
+        grp.out_node = out
+        grp.activation = activation
+        grp.attrs["bias"] = (np.zeros(oc, np.float32) if bias is None
+                             else bias.astype(np.float32).reshape(-1))
+        return grp
+
+    def _match_simple(self, n, kind):
+        if self._kept(n):
+            self._refuse(n, "kept in FP32 by the configuration")
+            return None
+        if n.attr["data_format"].s not in (b"", b"NHWC"):
+            self._refuse(n, "only NHWC pooling is supported")
+            return None
+        ksize = list(n.attr["ksize"].list.i)
+        strides = list(n.attr["strides"].list.i)
+        if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
+            self._refuse(n, "pooling over batch or channels is not supported")
+            return None
+        return Group(kind, n.name, [n.name], [tensor_name(self.g.data_inputs(n)[0])],
+                     {"op": n.op, "ksize": ksize[1:3], "strides": strides[1:3],
+                      "padding": n.attr["padding"].s.decode()})
+
+    def _match_mean(self, n):
+        axes = self.g.const_value(n.input[1])
+        shape = self._shape(n.input[0])
+        if axes is None or shape.rank != 4 or sorted(int(a) % 4 for a in np.ravel(axes)) != [1, 2]:
+            return None
+        if self._kept(n):
+            self._refuse(n, "kept in FP32 by the configuration")
+            return None
+        return Group("mean", n.name, [n.name], [tensor_name(n.input[0])],
+                     {"op": n.op, "keep_dims": bool(n.attr["keep_dims"].b)})
+
+    def _match_concat(self, n):
+        if self._kept(n):
+            self._refuse(n, "kept in FP32 by the configuration")
+            return None
+        ins = self.g.data_inputs(n)
+        axis = self.g.const_value(ins[-1])
+        if axis is None:
+            self._refuse(n, "concat axis is not a constant")
+            return None
+        return Group("concat", n.name, [n.name], [tensor_name(i) for i in ins[:-1]],
+                     {"op": n.op, "axis": int(axis)})
+
+    # ---------------------------------------------------------------- calibration needs
+    @property
+    def observe(self) -> list[str]:
+        """FP32 tensors whose ranges the calibration must measure."""
+        need = set()
+        for grp in self.groups.values():
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat"):
+                need.add(grp.out_node + ":0")
+            for t in grp.inputs + ([grp.summand] if grp.summand else []):
+                if not self._is_int8_tensor(t):
+                    need.add(t)
+        return sorted(need)
+
+    # ---------------------------------------------------------------- emission
+    def emit(self, table) -> tuple[graph_pb2.GraphDef, list[LayerReport]]:
+        g = self.g
+        qp: dict[str, QParams] = {}     # INT8 tensor (FP32 name) → qparams
+
+        def lookup(t):
+            if t not in table:
+                raise QuantizeError(
+                    f"tensor {t} has no calibration entry; recalibrate with this model or drop "
+                    f"the stale table")
+            entry = table[t]
+            return entry.qparams if hasattr(entry, "qparams") else entry
+
+        # Output qparams in topological order (pools inherit from their input).
+        concat_of = {}
+        for grp in self.groups.values():
+            if grp.kind == "concat":
+                for t in grp.inputs:
+                    concat_of.setdefault(t, []).append(grp)
+        for name in g.order:
+            grp = self.groups.get(name)
+            if grp is None:
+                continue
+            t = grp.out_node + ":0"
+            if grp.kind in ("maxpool", "avgpool", "mean", "pad", "passthrough"):
+                src = grp.inputs[0]
+                qp[t] = qp[src] if self._is_int8_tensor(src) else lookup(src)
+            else:
+                qp[t] = lookup(t)
+            # A conv whose only consumer is a concat writes in the concat's scale: the concat
+            # then only copies (Inception-style blocks).
+            cons = g.consumers.get(t, [])
+            if (grp.kind in ("conv", "depthwise") and len(cons) == 1 and t in concat_of
+                    and t not in self.outputs):
+                qp[t] = lookup(concat_of[t][0].out_node + ":0")
+
+        int8_out = {grp.out_node + ":0" for grp in self.groups.values()}
+
+        def consumer_groups(t):
+            """(int8_readers, float_readers) of tensor t outside its own group."""
+            own = self.member.get(node_of(t))
+            int8, flt = 0, 0
+            for c in g.consumers.get(t, []):
+                cg = self.member.get(c)
+                if cg is not None and cg == own:
+                    continue
+                if cg is not None and (t in self.groups[cg].inputs or t == self.groups[cg].summand):
+                    int8 += 1
+                else:
+                    flt += 1
+            return int8, flt + (t in self.outputs)
+
+        def needs_float(t):
+            return consumer_groups(t)[1] > 0
+
+        def int8_consumers(t):
+            return consumer_groups(t)[0] > 0
+
+        out = graph_pb2.GraphDef()
+        out.versions.CopyFrom(self.graph_def.versions)
+        out.library.CopyFrom(self.graph_def.library)
+        quantized_inputs: dict[str, str] = {}
+        replaced = set(self.member)
+
+        def int8_ref(t):
+            """Name of the uint8 version of FP32 tensor t (inserting a Tfq8Quantize if needed)."""
+            if t in int8_out:
+                node = node_of(t)
+                return node + "/int8" if needs_float(t) else node
+            if t not in quantized_inputs:
+                q = lookup(t)
+                qp[t] = q
+                name = t.replace(":", "_") + "/tfq8_quantize"
+                nd = out.node.add()
+                nd.name = name
+                nd.op = "Tfq8Quantize"
+                nd.input.append(t if not t.endswith(":0") else t[:-2])
+                nd.attr["scale"].f = q.scale
+                nd.attr["zero_point"].i = q.zero_point
+                quantized_inputs[t] = name
+            return quantized_inputs[t]
+
+        for name in g.order:
+            n = g.nodes[name]
+            if name not in replaced:
+                out.node.add().CopyFrom(n)
+                continue
+            grp = self.groups[self.member[name]]
+            if name != grp.out_node:
+                continue
+            t = grp.out_node + ":0"
+            float_needed = needs_float(t)
+            ins_q = [int8_ref(i) for i in grp.inputs]
+            summand_q = int8_ref(grp.summand) if grp.summand else None
+            fuse_f32 = (grp.kind in ("conv", "depthwise", "matmul") and float_needed
+                        and not int8_consumers(t))
+            node_name = grp.out_node if (fuse_f32 or not float_needed) else grp.out_node + "/int8"
+            nd = out.node.add()
+            nd.name = node_name
+            rep = self._emit_group(grp, nd, ins_q, summand_q, qp, t, fuse_f32, out)
+            self.reports.append(rep)
+            if float_needed and not fuse_f32:
+                dq = out.node.add()
+                dq.name = grp.out_node
+                dq.op = "Tfq8Dequantize"
+                dq.input.append(node_name)
+                dq.attr["T"].type = tf.uint8.as_datatype_enum
+                dq.attr["scale"].f = qp[t].scale
+                dq.attr["zero_point"].i = qp[t].zero_point
+        # Quantize nodes were appended where first needed; restore a topological order.
+        _topo_sort(out)
+        return out, self.reports
+
+    def _const(self, out, name, value, dtype):
+        nd = out.node.add()
+        nd.name = name
+        nd.op = "Const"
+        nd.attr["dtype"].type = dtype.as_datatype_enum
+        nd.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(np.asarray(value),
+                                                                       dtype=dtype))
+        return name
+
+    def _emit_group(self, grp, nd, ins_q, summand_q, qp, t, fuse_f32, out) -> LayerReport:
+        rep = LayerReport(node=grp.out_node, op=grp.attrs["op"], int8=True,
+                          input_qparams=[qp[i] for i in grp.inputs if i in qp],
+                          output_qparams=None if fuse_f32 else qp[t])
+        a = nd.attr
+        if grp.kind in ("conv", "depthwise", "matmul"):
+            w = grp.attrs["weights"]
+            nd.op = {"conv": "Tfq8Conv2D", "depthwise": "Tfq8DepthwiseConv2D",
+                     "matmul": "Tfq8MatMul"}[grp.kind]
+            if grp.kind == "depthwise":
+                kh, kw, c, m = w.shape
+                flat = w.reshape(kh, kw, c * m)
+                scales = weight_scales(flat, axis=-1, per_channel=self.per_channel)
+                wq = quantize_weights(flat, scales, axis=-1).reshape(kh, kw, c, m)
+            else:
+                scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
+                wq = quantize_weights(w, scales, axis=-1)
+            rep.weight_scale_range = (float(np.min(scales)), float(np.max(scales)))
+            base = nd.name
+            nd.input.append(ins_q[0])
+            nd.input.append(self._const(out, base + "/filter", wq, tf.int8))
+            nd.input.append(self._const(out, base + "/bias", grp.attrs["bias"], tf.float32))
+            nd.input.append(self._const(out, base + "/filter_scale",
+                                        np.asarray(scales, np.float32).reshape(-1), tf.float32))
+            qin = qp[grp.inputs[0]]
+            a["input_scale"].f = qin.scale
+            a["input_zero_point"].i = qin.zero_point
+            a["Tbias"].type = tf.float32.as_datatype_enum
+            if summand_q is not None:
+                nd.input.append(summand_q)
+                qs = qp[grp.summand]
+                a["num_summand"].i = 1
+                a["summand_scale"].f = qs.scale
+                a["summand_zero_point"].i = qs.zero_point
+            else:
+                a["num_summand"].i = 0
+            a["activation"].s = grp.activation.encode()
+            if fuse_f32:
+                a["out_type"].type = tf.float32.as_datatype_enum
+                a["output_scale"].f = 1.0
+                a["output_zero_point"].i = 0
+            else:
+                a["out_type"].type = tf.uint8.as_datatype_enum
+                a["output_scale"].f = qp[t].scale
+                a["output_zero_point"].i = qp[t].zero_point
+            if grp.kind != "matmul":
+                a["strides"].list.i.extend(grp.attrs["strides"])
+                a["dilations"].list.i.extend(grp.attrs["dilations"])
+                a["explicit_paddings"].list.i.extend(grp.attrs["pads"])
+        elif grp.kind in ("maxpool", "avgpool"):
+            nd.op = "Tfq8MaxPool" if grp.kind == "maxpool" else "Tfq8AvgPool"
+            nd.input.append(ins_q[0])
+            a["ksize"].list.i.extend(grp.attrs["ksize"])
+            a["strides"].list.i.extend(grp.attrs["strides"])
+            a["padding"].s = grp.attrs["padding"].encode()
+        elif grp.kind == "mean":
+            nd.op = "Tfq8Mean"
+            nd.input.append(ins_q[0])
+            a["keep_dims"].b = grp.attrs["keep_dims"]
+        elif grp.kind == "concat":
+            nd.op = "Tfq8Concat"
+            nd.input.extend(ins_q)
+            a["N"].i = len(ins_q)
+            a["axis"].i = grp.attrs["axis"]
+            a["input_scales"].list.f.extend([qp[i].scale for i in grp.inputs])
+            a["input_zero_points"].list.i.extend([qp[i].zero_point for i in grp.inputs])
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
+        elif grp.kind == "add":
+            nd.op = "Tfq8Add"
+            nd.input.extend(ins_q)
+            for key, src in zip(("a", "b"), grp.inputs):
+                a[f"{key}_scale"].f = qp[src].scale
+                a[f"{key}_zero_point"].i = qp[src].zero_point
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
+            a["activation"].s = grp.activation.encode()
+        elif grp.kind == "pad":
+            src = self.g.nodes[grp.out_node]
+            nd.op = "PadV2"
+            nd.input.append(ins_q[0])
+            nd.input.append(src.input[1])
+            nd.input.append(self._const(out, nd.name + "/zero_point",
+                                        np.uint8(qp[t].zero_point), tf.uint8))
+            a["T"].type = tf.uint8.as_datatype_enum
+            a["Tpaddings"].CopyFrom(src.attr["Tpaddings"])
+        elif grp.kind == "passthrough":
+            src = self.g.nodes[grp.out_node]
+            nd.op = src.op
+            nd.input.append(ins_q[0])
+            nd.input.extend(i for i in src.input[1:])
+            for k, v in src.attr.items():
+                a[k].CopyFrom(v)
+            a["T"].type = tf.uint8.as_datatype_enum
+        return rep
+
+
+def _topo_sort(graph_def):
+    nodes = list(graph_def.node)
+    by_name = {n.name: n for n in nodes}
+    seen, order = set(), []
+
+    def visit(name):
+        stack = [(name, False)]
+        while stack:
+            cur, done = stack.pop()
+            if done:
+                if cur not in seen:
+                    seen.add(cur)
+                    order.append(by_name[cur])
+                continue
+            if cur in seen or cur not in by_name:
+                continue
+            stack.append((cur, True))
+            for i in by_name[cur].input:
+                dep = node_of(i)
+                if dep not in seen:
+                    stack.append((dep, False))
+
+    for n in nodes:
+        visit(n.name)
+    del graph_def.node[:]
+    graph_def.node.extend(order)
