@@ -1,0 +1,719 @@
+// Conv2D / DepthwiseConv2D / MatMul of tfq8 on CUDA: u8 NHWC activations x s8 weights -> s32,
+// with the fused epilogue of docs/int8_numerics.md. Framework-free; C API in tfq8_cuda.h.
+//
+// Every call runs, on the caller's stream:
+//  1. PackWeightsKernel (conv only): filter [KH,KW,IC,OC] -> packed [OC][Kp], K = KH*KW*IC
+//     contiguous per output channel (the "col" operand of mma.sync), zero-padded to
+//     Kp = roundup(K, kKPack).
+//  2. ParamsKernel: per output channel c, bias_acc[c] = -zp_in * sum(w[:, c]) (+ int32 bias, or
+//     + rne(f32 bias / (s_in*s_w[c])) for int32 output), mul[c] and badd[c] computed in double and
+//     rounded once to f32 (the same host-side formulas as the CPU reference).
+//  3. One convolution kernel, all ending in the same Epilogue():
+//       acc += bias_acc[c]; t = float(acc) * mul[c]; t = t + badd[c];
+//       t = t + float(summand - zp_s) * mul_s; t = clamp(t, lo, hi); q = rne(t) + zp_out.
+//     * qu8_conv_ref: one thread per output element, any shape, also depthwise (the
+//       obviously-correct kernel everything is tested against; depthwise is memory bound, so it
+//       stays the depthwise kernel).
+//     * qu8_conv_dp4a_64x64c4: dp4a.u32.s32, 64 pixels x 64 channels per 256-thread block,
+//       4x4 outputs per thread, K in steps of 32 bytes; needs IC % 4 == 0 (each 4-byte word of K
+//       lies in one filter tap).
+//     * qu8_conv_mma_<BM>x<BN>c64: implicit GEMM on int8 tensor cores
+//       (mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32, sm_80+), M = N*OH*OW pixels,
+//       N = OC, K = KH*KW*IC; 8 warps; BK = 64 bytes per stage, two cp.async stages; padded
+//       positions are filled with zp_in (the compensation in bias_acc then is exact);
+//       needs IC % 16 == 0 (each 16-byte cp.async chunk lies in one filter tap).
+//
+// Tile choice (SelectMmaTile): the largest tile that still yields at least one block per SM:
+// 128x128 (warp tile 64x32) when ceil(M/128)*ceil(OC/128) >= #SMs, else 64x128 (warp 32x32),
+// else 64x64 (warp 32x16). Small problems (batch-1 7x7 layers) thus spread over more SMs at the
+// cost of less reuse per block. No split-K yet (see docs/cuda.md).
+#include <algorithm>
+#include <cmath>
+
+#include "custom_ops/kernels/cuda/tfq8_cuda.h"
+
+namespace {
+
+constexpr int kThreads = 256;   // every conv kernel: 8 warps
+constexpr int kKPack = 64;      // packed-K granularity = the mma kernel's BK
+constexpr int kMaxGridY = 65535;
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline size_t Align256(size_t n) { return (n + 255) & ~size_t{255}; }
+
+struct EpilogueArgs {
+  const int32_t* bias_acc;
+  const float* mul;
+  const float* badd;
+  const uint8_t* summand;  // NULL: none
+  void* y;
+  int out_type;
+  int summand_zp;
+  float mul_s;
+  float lo, hi;
+  int out_zp;
+};
+
+struct ConvArgs {
+  int64_t n, h, w, c, kh, kw, oc, oh, ow;
+  int sh, sw, dh, dw, pt, pl;
+  int64_t m_total;  // n * oh * ow
+  int64_t k_total;  // kh * kw * c (conv), kh * kw (depthwise)
+  int64_t kp;       // packed row length
+  int zp_in;
+  int chan_mult;    // depthwise channel multiplier
+  const uint8_t* x;
+  const int8_t* filt;    // original filter
+  const int8_t* packed;  // [oc][kp]
+  EpilogueArgs e;
+};
+
+__device__ __forceinline__ void Epilogue(const EpilogueArgs& e, int64_t oc_total, int64_t m,
+                                         int64_t c, int32_t acc) {
+  acc += e.bias_acc[c];
+  const int64_t idx = m * oc_total + c;
+  if (e.out_type == TFQ8_OUT_S32) {
+    static_cast<int32_t*>(e.y)[idx] = acc;
+    return;
+  }
+  float t = __fmul_rn(__int2float_rn(acc), e.mul[c]);
+  t = __fadd_rn(t, e.badd[c]);
+  if (e.summand != nullptr) {
+    t = __fadd_rn(t, __fmul_rn(__int2float_rn(static_cast<int>(e.summand[idx]) - e.summand_zp),
+                               e.mul_s));
+  }
+  t = t >= e.lo ? t : e.lo;
+  t = t <= e.hi ? t : e.hi;
+  if (e.out_type == TFQ8_OUT_U8) {
+    static_cast<uint8_t*>(e.y)[idx] = static_cast<uint8_t>(__float2int_rn(t) + e.out_zp);
+  } else {
+    static_cast<float*>(e.y)[idx] = t;
+  }
+}
+
+// ---- preparation --------------------------------------------------------------------------
+
+// filter [K][OC] (row-major, K = kh*kw*ic) -> packed [OC][Kp]; 32x32 tiles through shared
+// memory so both the read (along OC) and the write (along K) coalesce. Block (32, 8).
+__global__ void PackWeightsKernel(const int8_t* __restrict__ w, int64_t k_total, int64_t oc_total,
+                                  int64_t kp, int8_t* __restrict__ packed) {
+  __shared__ int8_t tile[32][33];
+  const int64_t k0 = blockIdx.x * 32LL, c0 = blockIdx.y * 32LL;
+  for (int r = threadIdx.y; r < 32; r += 8) {
+    const int64_t k = k0 + r, c = c0 + threadIdx.x;
+    tile[r][threadIdx.x] = (k < k_total && c < oc_total) ? w[k * oc_total + c] : int8_t{0};
+  }
+  __syncthreads();
+  for (int r = threadIdx.y; r < 32; r += 8) {
+    const int64_t c = c0 + r, k = k0 + threadIdx.x;
+    if (c < oc_total && k < kp) packed[c * kp + k] = tile[threadIdx.x][r];
+  }
+}
+
+struct PrepArgs {
+  float s_in;
+  int zp_in;
+  int bias_kind;  // 0 none, 1 f32, 2 int32
+  int per_channel;
+  int out_type;
+  float s_out;    // 1 for f32 / int32 output
+};
+
+__device__ void FinishParams(const PrepArgs& p, int64_t c, int32_t sum_w, const void* bias,
+                             const float* filter_scale, int32_t* bias_acc, float* mul,
+                             float* badd) {
+  const double s_w = filter_scale[p.per_channel ? c : 0];
+  int32_t ba = -p.zp_in * sum_w;
+  float bf = 0.0f;
+  if (p.bias_kind == 2) {
+    ba += static_cast<const int32_t*>(bias)[c];
+  } else if (p.bias_kind == 1) {
+    const double b = static_cast<const float*>(bias)[c];
+    if (p.out_type == TFQ8_OUT_S32) {
+      // rne(bias / (s_in * s_w)) in double (tests/ops/numpy_ref.py), saturated to int32.
+      double q = __ddiv_rn(b, __dmul_rn(static_cast<double>(p.s_in), s_w));
+      q = fmin(fmax(q, -2147483648.0), 2147483647.0);
+      ba += __double2int_rn(q);
+    } else {
+      bf = __double2float_rn(__ddiv_rn(b, static_cast<double>(p.s_out)));
+    }
+  }
+  bias_acc[c] = ba;
+  mul[c] = __double2float_rn(
+      __ddiv_rn(__dmul_rn(static_cast<double>(p.s_in), s_w), static_cast<double>(p.s_out)));
+  badd[c] = bf;
+}
+
+// Conv: one warp per output channel sums its packed row (16-byte loads).
+__global__ void ParamsFromPackedKernel(PrepArgs p, const int8_t* __restrict__ packed, int64_t kp,
+                                       int64_t oc_total, const void* bias,
+                                       const float* filter_scale, int32_t* bias_acc, float* mul,
+                                       float* badd) {
+  const int64_t c = blockIdx.x * (kThreads / 32LL) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (c >= oc_total) return;
+  const int4* row = reinterpret_cast<const int4*>(packed + c * kp);
+  int32_t s = 0;
+  for (int64_t i = lane; i < kp / 16; i += 32) {
+    const int4 v = row[i];
+    const int words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      s += static_cast<int8_t>(words[j]) + static_cast<int8_t>(words[j] >> 8) +
+           static_cast<int8_t>(words[j] >> 16) + static_cast<int8_t>(words[j] >> 24);
+    }
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+  if (lane == 0) FinishParams(p, c, s, bias, filter_scale, bias_acc, mul, badd);
+}
+
+// Depthwise: filter [KH*KW][OC]; one thread per output channel (KH*KW is small).
+__global__ void ParamsDepthwiseKernel(PrepArgs p, const int8_t* __restrict__ w, int64_t taps,
+                                      int64_t oc_total, const void* bias,
+                                      const float* filter_scale, int32_t* bias_acc, float* mul,
+                                      float* badd) {
+  const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (c >= oc_total) return;
+  int32_t s = 0;
+  for (int64_t t = 0; t < taps; ++t) s += w[t * oc_total + c];
+  FinishParams(p, c, s, bias, filter_scale, bias_acc, mul, badd);
+}
+
+// ---- reference kernel: one thread per output element -----------------------------------------
+
+__device__ __forceinline__ void DecodePixel(const ConvArgs& a, int64_t m, int64_t* n, int64_t* iy0,
+                                            int64_t* ix0) {
+  const int64_t ox = m % a.ow;
+  const int64_t r = m / a.ow;
+  const int64_t oy = r % a.oh;
+  *n = r / a.oh;
+  *iy0 = oy * a.sh - a.pt;
+  *ix0 = ox * a.sw - a.pl;
+}
+
+template <bool kDepthwise>
+__global__ void ConvRefKernel(ConvArgs a) {
+  const int64_t total = a.m_total * a.oc;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t c = i % a.oc, m = i / a.oc;
+    int64_t n, iy0, ix0;
+    DecodePixel(a, m, &n, &iy0, &ix0);
+    int32_t acc = 0;
+    for (int64_t ky = 0; ky < a.kh; ++ky) {
+      const int64_t iy = iy0 + ky * a.dh;
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        const int64_t ix = ix0 + kx * a.dw;
+        const bool inside = iy >= 0 && iy < a.h && ix >= 0 && ix < a.w;
+        const uint8_t* px = a.x + ((n * a.h + iy) * a.w + ix) * a.c;
+        const int64_t tap = ky * a.kw + kx;
+        if (kDepthwise) {
+          const int xv = inside ? px[c / a.chan_mult] : a.zp_in;
+          acc += xv * a.filt[tap * a.oc + c];
+        } else {
+          for (int64_t ic = 0; ic < a.c; ++ic) {
+            const int xv = inside ? px[ic] : a.zp_in;
+            acc += xv * a.filt[(tap * a.c + ic) * a.oc + c];
+          }
+        }
+      }
+    }
+    Epilogue(a.e, a.oc, m, c, acc);
+  }
+}
+
+// ---- dp4a kernel ------------------------------------------------------------------------------
+
+__device__ __forceinline__ int32_t Dp4a(uint32_t a_u8, uint32_t b_s8, int32_t c) {
+  int32_t d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a_u8), "r"(b_s8), "r"(c));
+  return d;
+}
+
+// Loads the 4 (dp4a) or 16 (mma) bytes of im2col row m at K offset k; padded taps read zp_in,
+// k >= K reads 0. Requires c % kBytes == 0 so the bytes lie in one tap.
+struct PixelRow {
+  int64_t base;  // offset of image n
+  int64_t iy0, ix0;
+  bool valid;
+};
+
+__device__ __forceinline__ PixelRow MakeRow(const ConvArgs& a, int64_t m) {
+  PixelRow r;
+  r.valid = m < a.m_total;
+  int64_t n = 0;
+  r.iy0 = r.ix0 = 0;
+  if (r.valid) DecodePixel(a, m, &n, &r.iy0, &r.ix0);
+  r.base = n * a.h * a.w * a.c;
+  return r;
+}
+
+// Returns the element offset of (row, k) in x, or -1 for a padded position, -2 beyond K.
+__device__ __forceinline__ int64_t ImOffset(const ConvArgs& a, const PixelRow& r, int64_t k) {
+  if (k >= a.k_total) return -2;
+  if (!r.valid) return -1;
+  const int64_t tap = k / a.c, ic = k - tap * a.c;
+  const int64_t ky = tap / a.kw, kx = tap - ky * a.kw;
+  const int64_t iy = r.iy0 + ky * a.dh, ix = r.ix0 + kx * a.dw;
+  if (iy < 0 || iy >= a.h || ix < 0 || ix >= a.w) return -1;
+  return r.base + (iy * a.w + ix) * a.c + ic;
+}
+
+constexpr int kDp4aTile = 64;   // pixels and channels per block
+constexpr int kDp4aBKW = 8;     // K words (4 bytes) per step
+
+__global__ void __launch_bounds__(kThreads) ConvDp4aKernel(ConvArgs a) {
+  __shared__ uint32_t As[kDp4aBKW][kDp4aTile];
+  __shared__ uint32_t Bs[kDp4aBKW][kDp4aTile];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = blockIdx.x * static_cast<int64_t>(kDp4aTile);
+  const int64_t c0 = blockIdx.y * static_cast<int64_t>(kDp4aTile);
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
+  constexpr int kLoads = kDp4aTile * kDp4aBKW / kThreads;
+  PixelRow rows[kLoads];
+#pragma unroll
+  for (int j = 0; j < kLoads; ++j) rows[j] = MakeRow(a, m0 + (tid + j * kThreads) / kDp4aBKW);
+  int32_t acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < a.k_total; k0 += 4 * kDp4aBKW) {
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int idx = tid + j * kThreads, r = idx / kDp4aBKW, wd = idx % kDp4aBKW;
+      const int64_t off = ImOffset(a, rows[j], k0 + 4 * wd);
+      As[wd][r] = off >= 0 ? *reinterpret_cast<const uint32_t*>(a.x + off)
+                           : (off == -1 ? zp4 : 0u);
+      const int64_t c = c0 + r;
+      Bs[wd][r] = c < a.oc ? *reinterpret_cast<const uint32_t*>(a.packed + c * a.kp + k0 + 4 * wd)
+                           : 0u;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kDp4aBKW; ++kk) {
+      uint32_t av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        av[i] = As[kk][ty + 16 * i];
+        bv[i] = Bs[kk][tx + 16 * i];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = Dp4a(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + 16 * i;
+    if (m >= a.m_total) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t c = c0 + tx + 16 * j;
+      if (c < a.oc) Epilogue(a.e, a.oc, m, c, acc[i][j]);
+    }
+  }
+}
+
+// ---- mma.sync kernel ----------------------------------------------------------------------
+
+constexpr int kBK = kKPack;      // bytes of K per stage
+constexpr int kRowBytes = kBK + 16;  // smem row pitch: 80 B = 20 words -> conflict-free fragments
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool fill_zero) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int src_size = fill_zero ? 0 : 16;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(src_size));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void MmaU8S8(int32_t (&d)[4], const uint32_t (&a)[4],
+                                        const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();  // the host never launches this kernel below sm_80
+#endif
+}
+
+// BM x BN block tile, WM x WN warp tile, 8 warps.
+template <int BM, int BN, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) ConvMmaKernel(ConvArgs a) {
+  static_assert((BM / WM) * (BN / WN) == kThreads / 32, "8 warps");
+  constexpr int MT = WM / 16, NT = WN / 8;
+  constexpr int kChunks = kBK / 16;                      // 16-byte chunks per row
+  constexpr int kALoads = BM * kChunks / kThreads;
+  constexpr int kBLoads = BN * kChunks / kThreads;
+  static_assert(kALoads >= 1 && kBLoads >= 1, "tile too small for 256 threads");
+  __shared__ __align__(16) uint8_t As[2][BM][kRowBytes];
+  __shared__ __align__(16) int8_t Bs[2][BN][kRowBytes];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wm = warp / (BN / WN), wn = warp % (BN / WN);
+  const int64_t m0 = blockIdx.x * static_cast<int64_t>(BM);
+  const int64_t c0 = blockIdx.y * static_cast<int64_t>(BN);
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
+  const uint4 zp16 = make_uint4(zp4, zp4, zp4, zp4);
+
+  PixelRow rows[kALoads];
+#pragma unroll
+  for (int j = 0; j < kALoads; ++j) rows[j] = MakeRow(a, m0 + (tid + j * kThreads) / kChunks);
+
+  auto load_stage = [&](int buf, int64_t k0) {
+#pragma unroll
+    for (int j = 0; j < kALoads; ++j) {
+      const int idx = tid + j * kThreads, r = idx / kChunks, ch = idx % kChunks;
+      const int64_t off = ImOffset(a, rows[j], k0 + 16 * ch);
+      uint8_t* dst = &As[buf][r][16 * ch];
+      if (off == -1) {
+        *reinterpret_cast<uint4*>(dst) = zp16;
+      } else {
+        CpAsync16(dst, off >= 0 ? a.x + off : a.x, off < 0);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBLoads; ++j) {
+      const int idx = tid + j * kThreads, r = idx / kChunks, ch = idx % kChunks;
+      const int64_t c = c0 + r;
+      const bool in = c < a.oc;
+      CpAsync16(&Bs[buf][r][16 * ch], in ? a.packed + c * a.kp + k0 + 16 * ch : a.packed, !in);
+    }
+  };
+
+  int32_t acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
+
+  const int64_t stages = a.kp / kBK;
+  load_stage(0, 0);
+  CpAsyncCommit();
+  for (int64_t s = 0; s < stages; ++s) {
+    const int buf = static_cast<int>(s & 1);
+    if (s + 1 < stages) {
+      load_stage(buf ^ 1, (s + 1) * kBK);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int ks = 0; ks < kBK; ks += 32) {
+      uint32_t af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        const int r = wm * WM + i * 16 + g;
+        af[i][0] = *reinterpret_cast<const uint32_t*>(&As[buf][r][ks + 4 * t]);
+        af[i][1] = *reinterpret_cast<const uint32_t*>(&As[buf][r + 8][ks + 4 * t]);
+        af[i][2] = *reinterpret_cast<const uint32_t*>(&As[buf][r][ks + 16 + 4 * t]);
+        af[i][3] = *reinterpret_cast<const uint32_t*>(&As[buf][r + 8][ks + 16 + 4 * t]);
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int cc = wn * WN + j * 8 + g;
+        bf[j][0] = *reinterpret_cast<const uint32_t*>(&Bs[buf][cc][ks + 4 * t]);
+        bf[j][1] = *reinterpret_cast<const uint32_t*>(&Bs[buf][cc][ks + 16 + 4 * t]);
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) MmaU8S8(acc[i][j], af[i], bf[j]);
+    }
+    __syncthreads();
+  }
+
+  // Accumulator fragment: d0,d1 -> row g, cols 2t, 2t+1; d2,d3 -> row g+8.
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m0 + wm * WM + i * 16 + g + 8 * half;
+      if (m >= a.m_total) continue;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int64_t c = c0 + wn * WN + j * 8 + 2 * t + q;
+          if (c < a.oc) Epilogue(a.e, a.oc, m, c, acc[i][j][2 * half + q]);
+        }
+      }
+    }
+  }
+}
+
+struct MmaTile {
+  int bm, bn;
+};
+
+int DeviceSmCount() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return sms;
+}
+
+int DeviceCcMajor() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major;
+}
+
+MmaTile SelectMmaTile(int64_t m, int64_t oc, int sms) {
+  if (CeilDiv(m, 128) * CeilDiv(oc, 128) >= sms) return {128, 128};
+  if (CeilDiv(m, 64) * CeilDiv(oc, 128) >= sms) return {64, 128};
+  return {64, 64};
+}
+
+bool BadQ(float scale, int zp) {
+  return !(scale > 0.0f) || !std::isfinite(scale) || zp < 0 || zp > 255;
+}
+
+bool Supported(const Tfq8ConvShape* s, int algo) {
+  switch (algo) {
+    case TFQ8_CONV_REF: return true;
+    case TFQ8_CONV_DP4A: return !s->depthwise && s->c % 4 == 0;
+    case TFQ8_CONV_MMA:
+    case TFQ8_CONV_MMA_64X64:
+    case TFQ8_CONV_MMA_64X128:
+    case TFQ8_CONV_MMA_128X128: return !s->depthwise && s->c % 16 == 0 && DeviceCcMajor() >= 8;
+    default: return false;
+  }
+}
+
+int64_t PackedK(const Tfq8ConvShape* s) {
+  return CeilDiv(s->kh * s->kw * s->c, kKPack) * kKPack;
+}
+
+}  // namespace
+
+extern "C" {
+
+int tfq8_conv_shape_finish(Tfq8ConvShape* s) {
+  const int64_t ekh = (s->kh - 1) * s->dilation_h + 1, ekw = (s->kw - 1) * s->dilation_w + 1;
+  const int64_t ph = s->h + s->pad_t + s->pad_b, pw = s->w + s->pad_l + s->pad_r;
+  if (ph < ekh || pw < ekw || s->stride_h < 1 || s->stride_w < 1) return -1;
+  s->oh = (ph - ekh) / s->stride_h + 1;
+  s->ow = (pw - ekw) / s->stride_w + 1;
+  return 0;
+}
+
+void tfq8_matmul_shape(int64_t n, int64_t k, int64_t oc, Tfq8ConvShape* s) {
+  *s = Tfq8ConvShape{};
+  s->n = n;
+  s->h = s->w = 1;
+  s->c = k;
+  s->kh = s->kw = 1;
+  s->oc = oc;
+  s->oh = s->ow = 1;
+  s->stride_h = s->stride_w = s->dilation_h = s->dilation_w = 1;
+}
+
+size_t tfq8_cuda_conv2d_workspace_size(const Tfq8ConvShape* s) {
+  const size_t per_channel = Align256(static_cast<size_t>(s->oc) * 4);
+  const size_t packed = s->depthwise ? 0 : Align256(static_cast<size_t>(s->oc * PackedK(s)));
+  return 3 * per_channel + packed;
+}
+
+const char* tfq8_cuda_conv_algo_name(int algo) {
+  switch (algo) {
+    case TFQ8_CONV_REF: return "qu8_conv_ref";
+    case TFQ8_CONV_DP4A: return "qu8_conv_dp4a_64x64c4";
+    case TFQ8_CONV_MMA: return "qu8_conv_mma_m16n8k32";
+    case TFQ8_CONV_MMA_64X64: return "qu8_conv_mma_64x64c64";
+    case TFQ8_CONV_MMA_64X128: return "qu8_conv_mma_64x128c64";
+    case TFQ8_CONV_MMA_128X128: return "qu8_conv_mma_128x128c64";
+    default: return "auto";
+  }
+}
+
+int tfq8_cuda_conv2d_select(const Tfq8ConvShape* s) {
+  if (Supported(s, TFQ8_CONV_MMA)) {
+    const MmaTile t = SelectMmaTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
+    return t.bm == 128 ? TFQ8_CONV_MMA_128X128
+                       : (t.bn == 128 ? TFQ8_CONV_MMA_64X128 : TFQ8_CONV_MMA_64X64);
+  }
+  if (Supported(s, TFQ8_CONV_DP4A)) return TFQ8_CONV_DP4A;
+  return TFQ8_CONV_REF;
+}
+
+// Validates the call and fills the kernel arguments; workspace: bias_acc | mul | badd | packed.
+static cudaError_t MakeArgs(const Tfq8ConvShape* s, const Tfq8Epilogue* e, void* workspace,
+                            ConvArgs* a, PrepArgs* p) {
+  if (s->n < 0 || s->h < 1 || s->w < 1 || s->c < 1 || s->kh < 1 || s->kw < 1 || s->oc < 1 ||
+      s->oh < 0 || s->ow < 0 || s->stride_h < 1 || s->stride_w < 1 || s->dilation_h < 1 ||
+      s->dilation_w < 1 || (s->depthwise && s->oc % s->c != 0) ||
+      BadQ(e->input_scale, e->input_zero_point) || e->out_type < TFQ8_OUT_U8 ||
+      e->out_type > TFQ8_OUT_S32 || e->activation < TFQ8_ACT_NONE ||
+      e->activation > TFQ8_ACT_CLIP ||
+      (e->out_type == TFQ8_OUT_U8 && BadQ(e->output_scale, e->output_zero_point)) ||
+      (e->has_summand && (BadQ(e->summand_scale, e->summand_zero_point) ||
+                          e->out_type == TFQ8_OUT_S32)) ||
+      workspace == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  const size_t pc = Align256(static_cast<size_t>(s->oc) * 4);
+  char* ws = static_cast<char*>(workspace);
+
+  // Host-side constants, in double, rounded once to f32 (docs/int8_numerics.md).
+  const bool f32_out = e->out_type != TFQ8_OUT_U8;
+  const double s_out = f32_out ? 1.0 : static_cast<double>(e->output_scale);
+  const int zp_out = f32_out ? 0 : e->output_zero_point;
+  float lo = f32_out ? -INFINITY : static_cast<float>(-zp_out);
+  float hi = f32_out ? INFINITY : static_cast<float>(255 - zp_out);
+  if (e->activation == TFQ8_ACT_RELU || e->activation == TFQ8_ACT_RELU6) lo = std::max(lo, 0.0f);
+  if (e->activation == TFQ8_ACT_RELU6) hi = std::min(hi, static_cast<float>(6.0 / s_out));
+  if (e->activation == TFQ8_ACT_CLIP) {
+    lo = std::max(lo, static_cast<float>(static_cast<double>(e->clip_min) / s_out));
+    hi = std::min(hi, static_cast<float>(static_cast<double>(e->clip_max) / s_out));
+  }
+
+  p->s_in = e->input_scale;
+  p->zp_in = e->input_zero_point;
+  p->bias_kind = 0;
+  p->per_channel = e->per_channel;
+  p->out_type = e->out_type;
+  p->s_out = static_cast<float>(s_out);
+
+  a->n = s->n; a->h = s->h; a->w = s->w; a->c = s->c; a->kh = s->kh; a->kw = s->kw;
+  a->oc = s->oc; a->oh = s->oh; a->ow = s->ow;
+  a->sh = s->stride_h; a->sw = s->stride_w; a->dh = s->dilation_h; a->dw = s->dilation_w;
+  a->pt = s->pad_t; a->pl = s->pad_l;
+  a->m_total = s->n * s->oh * s->ow;
+  a->k_total = s->depthwise ? s->kh * s->kw : s->kh * s->kw * s->c;
+  a->kp = s->depthwise ? 0 : PackedK(s);
+  a->zp_in = e->input_zero_point;
+  a->chan_mult = static_cast<int>(s->depthwise ? s->oc / s->c : 1);
+  a->x = nullptr;
+  a->filt = nullptr;
+  a->packed = s->depthwise ? nullptr : reinterpret_cast<int8_t*>(ws + 3 * pc);
+  a->e.bias_acc = reinterpret_cast<int32_t*>(ws);
+  a->e.mul = reinterpret_cast<float*>(ws + pc);
+  a->e.badd = reinterpret_cast<float*>(ws + 2 * pc);
+  a->e.summand = nullptr;
+  a->e.y = nullptr;
+  a->e.out_type = e->out_type;
+  a->e.summand_zp = e->summand_zero_point;
+  a->e.mul_s = e->has_summand
+                   ? static_cast<float>(static_cast<double>(e->summand_scale) / s_out)
+                   : 0.0f;
+  a->e.lo = lo;
+  a->e.hi = hi;
+  a->e.out_zp = zp_out;
+  return cudaSuccess;
+}
+
+cudaError_t tfq8_cuda_conv2d_prepare(const Tfq8ConvShape* s, const Tfq8Epilogue* e,
+                                     const int8_t* w, const void* bias, const float* filter_scale,
+                                     void* workspace, cudaStream_t stream) {
+  ConvArgs a;
+  PrepArgs p;
+  cudaError_t err = MakeArgs(s, e, workspace, &a, &p);
+  if (err != cudaSuccess) return err;
+  if (w == nullptr || filter_scale == nullptr) return cudaErrorInvalidValue;
+  p.bias_kind = bias == nullptr ? 0 : (e->bias_is_int32 ? 2 : 1);
+  int32_t* bias_acc = const_cast<int32_t*>(a.e.bias_acc);
+  float* mul = const_cast<float*>(a.e.mul);
+  float* badd = const_cast<float*>(a.e.badd);
+  if (s->depthwise) {
+    ParamsDepthwiseKernel<<<static_cast<unsigned>(CeilDiv(s->oc, kThreads)), kThreads, 0,
+                            stream>>>(p, w, a.k_total, s->oc, bias, filter_scale, bias_acc, mul,
+                                      badd);
+  } else {
+    int8_t* packed = const_cast<int8_t*>(a.packed);
+    const dim3 grid(static_cast<unsigned>(CeilDiv(a.kp, 32)),
+                    static_cast<unsigned>(CeilDiv(s->oc, 32)));
+    if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
+    PackWeightsKernel<<<grid, dim3(32, 8), 0, stream>>>(w, a.k_total, s->oc, a.kp, packed);
+    ParamsFromPackedKernel<<<static_cast<unsigned>(CeilDiv(s->oc, kThreads / 32)), kThreads, 0,
+                             stream>>>(p, packed, a.kp, s->oc, bias, filter_scale, bias_acc, mul,
+                                       badd);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, const uint8_t* x,
+                                 const int8_t* w, const uint8_t* summand, void* y,
+                                 const void* workspace, int algo, cudaStream_t stream) {
+  ConvArgs a;
+  PrepArgs p;
+  cudaError_t err = MakeArgs(s, e, const_cast<void*>(workspace), &a, &p);
+  if (err != cudaSuccess) return err;
+  if (x == nullptr || y == nullptr || (e->has_summand && summand == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  if (algo == TFQ8_CONV_AUTO) algo = tfq8_cuda_conv2d_select(s);
+  if (!Supported(s, algo)) return cudaErrorNotSupported;
+  if (algo == TFQ8_CONV_REF && s->depthwise && w == nullptr) return cudaErrorInvalidValue;
+  a.x = x;
+  a.filt = w;
+  a.e.summand = e->has_summand ? summand : nullptr;
+  a.e.y = y;
+  if (a.m_total == 0) return cudaSuccess;
+
+  if (algo == TFQ8_CONV_REF) {
+    // Grid-stride loop; the grid cap only bounds the launch, not the work.
+    const int64_t total = a.m_total * a.oc;
+    const unsigned grid =
+        static_cast<unsigned>(std::min<int64_t>(CeilDiv(total, kThreads), int64_t{1} << 20));
+    if (s->depthwise) {
+      ConvRefKernel<true><<<grid, kThreads, 0, stream>>>(a);
+    } else {
+      ConvRefKernel<false><<<grid, kThreads, 0, stream>>>(a);
+    }
+  } else if (algo == TFQ8_CONV_DP4A) {
+    const dim3 grid(static_cast<unsigned>(CeilDiv(a.m_total, kDp4aTile)),
+                    static_cast<unsigned>(CeilDiv(a.oc, kDp4aTile)));
+    if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
+    ConvDp4aKernel<<<grid, kThreads, 0, stream>>>(a);
+  } else {
+    const MmaTile tile = algo == TFQ8_CONV_MMA_64X64     ? MmaTile{64, 64}
+                         : algo == TFQ8_CONV_MMA_64X128  ? MmaTile{64, 128}
+                         : algo == TFQ8_CONV_MMA_128X128 ? MmaTile{128, 128}
+                                                         : SelectMmaTile(a.m_total, a.oc,
+                                                                         DeviceSmCount());
+    const dim3 grid(static_cast<unsigned>(CeilDiv(a.m_total, tile.bm)),
+                    static_cast<unsigned>(CeilDiv(a.oc, tile.bn)));
+    if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
+    if (tile.bm == 128) {
+      ConvMmaKernel<128, 128, 64, 32><<<grid, kThreads, 0, stream>>>(a);
+    } else if (tile.bn == 128) {
+      ConvMmaKernel<64, 128, 32, 32><<<grid, kThreads, 0, stream>>>(a);
+    } else {
+      ConvMmaKernel<64, 64, 32, 16><<<grid, kThreads, 0, stream>>>(a);
+    }
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t tfq8_cuda_conv2d(const Tfq8ConvShape* s, const Tfq8Epilogue* e, const uint8_t* x,
+                             const int8_t* w, const void* bias, const float* filter_scale,
+                             const uint8_t* summand, void* y, void* workspace, int algo,
+                             cudaStream_t stream) {
+  if (algo == TFQ8_CONV_AUTO) algo = tfq8_cuda_conv2d_select(s);
+  if (!Supported(s, algo)) return cudaErrorNotSupported;
+  const cudaError_t err = tfq8_cuda_conv2d_prepare(s, e, w, bias, filter_scale, workspace, stream);
+  if (err != cudaSuccess) return err;
+  return tfq8_cuda_conv2d_run(s, e, x, w, summand, y, workspace, algo, stream);
+}
+
+}  // extern "C"
