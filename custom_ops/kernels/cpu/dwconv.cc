@@ -1,0 +1,127 @@
+// Depthwise convolution: weight packing for the SIMD micro-kernels and the driver that splits
+// output rows over the caller's ParallelFor and builds the indirection buffers.
+#include <algorithm>
+#include <cstring>
+
+#include "custom_ops/kernels/cpu/dwconv.h"
+
+namespace tfq8 {
+namespace {
+
+struct MicroConfig {
+  DwMicroKernelFn fn;
+  size_t block;  // channels per block
+  size_t group;  // taps per weight group
+  size_t wbytes; // bytes per weight (1: s8 quads for vpdpbusd, 2: s16 pairs for vpmaddwd)
+};
+
+bool GetMicroConfig(Isa isa, MicroConfig* cfg) {
+  switch (isa) {
+    case Isa::kAmx:  // depthwise has no AMX form: the tiles need a reduction dimension
+    case Isa::kAvx512Vnni:
+      *cfg = {qu8_dwconv_minmax_fp32_ukernel_c64__avx512vnni, 64, 4, 1};
+      return true;
+    case Isa::kAvx2:
+      *cfg = {qu8_dwconv_minmax_fp32_ukernel_c32__avx2, 32, 2, 2};
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Position of channel `ch` (0..block-1) in the permuted order: register j, element 4k+e.
+inline size_t PermutedIndex(size_t ch, size_t block) {
+  const size_t k = ch / 16, j = (ch % 16) / 4, e = ch % 4;
+  return j * (block / 4) + 4 * k + e;
+}
+
+}  // namespace
+
+bool PackDwWeights(Isa isa, const DwConvShape& s, const int8_t* filter, const DwEpilogue& ep,
+                   DwPacked* out) {
+  MicroConfig cfg;
+  out->bytes.clear();
+  out->isa = Isa::kRef;
+  if (s.m != 1 || !GetMicroConfig(isa, &cfg)) return false;
+  const size_t C = static_cast<size_t>(s.c), B = cfg.block, taps = static_cast<size_t>(s.taps());
+  const size_t groups = (taps + cfg.group - 1) / cfg.group;
+  const size_t block_bytes = 12 * B + groups * 4 * B;
+  const size_t blocks = (C + B - 1) / B;
+  out->bytes.assign(blocks * block_bytes + 64, 0);
+  out->offset = (64 - reinterpret_cast<uintptr_t>(out->bytes.data()) % 64) % 64;
+  uint8_t* base = out->bytes.data() + out->offset;
+  for (size_t b = 0; b < blocks; ++b) {
+    uint8_t* blk = base + b * block_bytes;
+    int32_t* bias = reinterpret_cast<int32_t*>(blk);
+    float* mul = reinterpret_cast<float*>(blk + 4 * B);
+    float* badd = reinterpret_cast<float*>(blk + 8 * B);
+    uint8_t* w = blk + 12 * B;
+    for (size_t ch = 0; ch < B && b * B + ch < C; ++ch) {
+      const size_t c = b * B + ch, p = PermutedIndex(ch, B);
+      bias[p] = ep.bias[c];
+      mul[p] = ep.mul[c];
+      badd[p] = ep.badd[c];
+      for (size_t t = 0; t < taps; ++t) {
+        const size_t g = t / cfg.group, r = t % cfg.group;
+        // group g: 4 registers of B/4 dwords; dword p holds `group` weights of one channel.
+        uint8_t* dst = w + g * 4 * B + p * 4 + r * cfg.wbytes;
+        const int8_t v = filter[t * C + c];
+        if (cfg.wbytes == 1) {
+          *reinterpret_cast<int8_t*>(dst) = v;
+        } else {
+          const int16_t v16 = v;
+          std::memcpy(dst, &v16, 2);
+        }
+      }
+    }
+  }
+  out->isa = isa;
+  return true;
+}
+
+void DwConvRun(const DwConvShape& s, const uint8_t* input, const int8_t* filter,
+               const DwEpilogue& ep, int32_t zp_in, const DwPacked* packed,
+               const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  const int64_t rows = s.n * s.oh;
+  const int64_t row_cost = std::max<int64_t>(1, s.ow * s.oc() * s.taps());
+  MicroConfig cfg;
+  if (packed == nullptr || packed->isa == Isa::kRef || !GetMicroConfig(packed->isa, &cfg)) {
+    pfor(rows, row_cost, [&](int64_t b, int64_t e) {
+      qu8_dwconv_ref(s, input, filter, ep, zp_in, summand, output, b, e);
+    });
+    return;
+  }
+  const size_t esize = ep.out_type == DwOutType::kU8 ? 1 : 4;
+  const std::vector<uint8_t> zero_row(static_cast<size_t>(s.c), static_cast<uint8_t>(zp_in));
+  DwMicroParams p;
+  p.lo = ep.lo;
+  p.hi = ep.hi;
+  p.mul_s = ep.mul_s;
+  p.zp_summand = ep.zp_summand;
+  p.zp_out = ep.zp_out;
+  p.out_type = ep.out_type;
+  const size_t taps = static_cast<size_t>(s.taps());
+  pfor(rows, row_cost, [&](int64_t b, int64_t e) {
+    std::vector<const uint8_t*> ptrs(static_cast<size_t>(s.ow) * taps);
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t n = row / s.oh, oy = row % s.oh;
+      size_t i = 0;
+      for (int64_t ox = 0; ox < s.ow; ++ox) {
+        for (int64_t ky = 0; ky < s.kh; ++ky) {
+          const int64_t iy = oy * s.stride_h - s.pad_top + ky * s.dil_h;
+          for (int64_t kx = 0; kx < s.kw; ++kx) {
+            const int64_t ix = ox * s.stride_w - s.pad_left + kx * s.dil_w;
+            const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+            ptrs[i++] = inside ? input + ((n * s.h + iy) * s.w + ix) * s.c : zero_row.data();
+          }
+        }
+      }
+      const int64_t first = row * s.ow * s.c;
+      cfg.fn(static_cast<size_t>(s.c), static_cast<size_t>(s.ow), taps, ptrs.data(),
+             packed->data(), p, summand ? summand + first : nullptr,
+             static_cast<uint8_t*>(output) + first * esize);
+    }
+  });
+}
+
+}  // namespace tfq8
