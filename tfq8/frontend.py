@@ -1,0 +1,438 @@
+"""Frontend: a TensorFlow model in any of its usual forms → a frozen, Grappler-cleaned GraphDef.
+
+    frozen = load_model(keras_model)            # or a tf.function, ConcreteFunction, SavedModel dir
+    frozen.graph_def                            # variables are Consts, functions inlined
+    frozen.inputs, frozen.outputs               # [TensorInfo(name, "node:0", dtype, shape)]
+
+Steps:
+
+1. Get a ConcreteFunction: a tf.function's (it needs an ``input_signature``), a Keras model's
+   ``call(x, training=False)`` traced on ``model.inputs`` (or its build shapes), or a SavedModel
+   signature.
+2. Freeze it: ``convert_variables_to_constants_v2`` turns variables into Consts and lowers
+   control flow.
+3. Run TensorFlow's own Grappler once (``tf_optimizer.OptimizeGraph``) with only portable,
+   value-preserving optimizers: function inlining, constant folding, pruning, dependency and
+   debug-op stripping. Remapper (``_Fused*`` ops), layout and arithmetic optimizers are off.
+   Note that constant folding includes Grappler's "mul into conv" push-down, so a Keras BN's
+   ``Mul`` directly after a bias-free ``Conv2D`` arrives already folded into the filter (a
+   ≤1-ulp change of rounding, well inside tfq8's 1e-4 FP32 equivalence tolerance).
+4. Check what cannot run as a frozen graph (py_function, resource/variable ops, stateful ops,
+   inputs that are not Placeholders) and raise ``ModelError`` naming the node and op.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from collections import Counter
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
+
+from tfq8.graph import GraphIndex, TensorInfo, opdefs, parse_tensor, validate
+from tfq8.graph.errors import GraphError
+
+__all__ = ["FrozenModel", "ModelError", "load_model", "freeze_concrete_function",
+           "run_grappler", "GRAPPLER_OPTIMIZERS"]
+
+# Grappler optimizers tfq8 runs, in Grappler's own names. Everything else (remapper, layout,
+# arithmetic, loop, memory, auto-mixed-precision, ...) stays off.
+GRAPPLER_OPTIMIZERS = ("function", "constfold", "debug_stripper", "pruning", "dependency")
+
+_PY_FUNCS = frozenset({"EagerPyFunc", "PyFunc", "PyFuncStateless"})
+_CALLS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+
+
+class ModelError(TypeError, ValueError):
+    """The model cannot be turned into a frozen graph; the message says which argument, node
+    or op is at fault (and, for signatures, which ones exist)."""
+
+
+@dataclasses.dataclass
+class FrozenModel:
+    """A frozen inference graph with its signature.
+
+    graph_def:        variables are Consts, functions inlined, Grappler-cleaned.
+    inputs, outputs:  TensorInfo records in signature order.
+    signature_name:   the SavedModel signature it came from (or "serving_default").
+    output_structure: "tensor" (a single tensor), "dict", "list" or "tuple" — how the original
+                      callable returned its outputs; ``tfq8.export`` returns the same.
+    """
+
+    graph_def: graph_pb2.GraphDef
+    inputs: List[TensorInfo]
+    outputs: List[TensorInfo]
+    signature_name: str = "serving_default"
+    output_structure: str = "dict"
+
+    @property
+    def input_tensors(self) -> List[str]:
+        return [t.tensor for t in self.inputs]
+
+    @property
+    def output_tensors(self) -> List[str]:
+        return [t.tensor for t in self.outputs]
+
+    def op_counts(self) -> Dict[str, int]:
+        return dict(Counter(n.op for n in self.graph_def.node).most_common())
+
+    def replace(self, graph_def: graph_pb2.GraphDef) -> "FrozenModel":
+        """The same signature over another graph (e.g. after passes)."""
+        return dataclasses.replace(self, graph_def=graph_def)
+
+
+# ==================================================================== entry point
+def load_model(model, signature: Optional[str] = "serving_default", *,
+               optimize: bool = True) -> FrozenModel:
+    """Freezes ``model`` into a :class:`FrozenModel`.
+
+    model: a ``tf.function`` with an input_signature (or traced exactly once), a
+        ConcreteFunction, a Keras 3 model (Sequential, functional or subclassed and built), a
+        tf-keras (Keras 2) model, an object returned by ``tf.saved_model.load``, or a path: a
+        SavedModel directory or a ``.keras`` / ``.h5`` file.
+    signature: the SavedModel signature to use; ``None`` picks the only one. Ignored for
+        functions and Keras models (their signature is called "serving_default").
+    optimize: run Grappler's portable cleanups (see module docstring). Turn off only to debug.
+    """
+    cf, sig_name, input_names = _concrete_function(model, signature)
+    return freeze_concrete_function(cf, signature_name=sig_name, input_names=input_names,
+                                    optimize=optimize)
+
+
+def freeze_concrete_function(cf, signature_name: str = "serving_default",
+                             input_names: Optional[Sequence[str]] = None,
+                             optimize: bool = True) -> FrozenModel:
+    """Freezes one ConcreteFunction (see :func:`load_model`)."""
+    flat_specs = [s for s in tf.nest.flatten(cf.structured_input_signature)
+                  if isinstance(s, tf.TensorSpec)]
+    n_in = len(flat_specs)
+    if input_names is None:
+        input_names = _input_names(cf, n_in)
+    graph_def = _freeze(cf)
+    in_tensors = cf.inputs[:n_in]
+    if any(t.dtype == tf.resource for t in in_tensors):
+        raise ModelError("the function's signature takes a resource tensor; only data tensors "
+                         "can be graph inputs")
+    inputs = []
+    for name, spec, t in zip(input_names, flat_specs, in_tensors):
+        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+        inputs.append(TensorInfo(name, t.name, spec.dtype, shape))
+    outputs, structure = _outputs(cf)
+    if optimize:
+        graph_def = run_grappler(graph_def, [t.tensor for t in inputs],
+                                 [t.tensor for t in outputs])
+    _check_frozen(graph_def, inputs, outputs)
+    return FrozenModel(graph_def, inputs, outputs, signature_name, structure)
+
+
+# ==================================================================== model kinds
+def _concrete_function(model, signature):
+    """(ConcreteFunction, signature name, input names or None) for any supported model."""
+    if isinstance(model, (str, os.PathLike)):
+        return _from_path(os.fspath(model), signature)
+    if isinstance(model, tf.types.experimental.ConcreteFunction):
+        return model, "serving_default", None
+    if isinstance(model, tf.types.experimental.PolymorphicFunction):
+        return _from_tf_function(model), "serving_default", None
+    if _is_keras3(model) or _is_tf_keras(model):
+        return _from_keras(model), "serving_default", None
+    if hasattr(model, "signatures") and hasattr(model.signatures, "keys"):
+        return _from_signatures(model.signatures, signature, "the loaded SavedModel")
+    raise ModelError(
+        f"model: unsupported object of type {type(model).__module__}.{type(model).__qualname__}; "
+        "expected a tf.function with input_signature, a ConcreteFunction, a Keras model, a "
+        "tf-keras model, a SavedModel directory or a loaded SavedModel")
+
+
+def _from_path(path, signature):
+    if not os.path.exists(path):
+        raise ModelError(f"model: path {path!r} does not exist")
+    if os.path.isdir(path):
+        if not any(os.path.exists(os.path.join(path, f))
+                   for f in ("saved_model.pb", "saved_model.pbtxt")):
+            raise ModelError(f"model: directory {path!r} is not a SavedModel "
+                             "(no saved_model.pb)")
+        try:
+            loaded = tf.saved_model.load(path)
+        except Exception as e:
+            raise ModelError(f"model: could not load the SavedModel at {path!r}: {e}") from e
+        return _from_signatures(loaded.signatures, signature, f"the SavedModel at {path!r}",
+                                keep=loaded)
+    if path.endswith((".keras", ".h5", ".hdf5")):
+        import keras
+        return _from_keras(keras.saving.load_model(path, compile=False)), "serving_default", None
+    raise ModelError(f"model: {path!r} is a file, not a SavedModel directory or a .keras file")
+
+
+_KEEP_ALIVE = []  # loaded SavedModels whose signature functions are in use
+
+
+def _from_signatures(signatures, signature, what, keep=None):
+    names = sorted(signatures.keys())
+    if signature is None:
+        if len(names) != 1:
+            raise ModelError(f"signature: {what} has {len(names)} signatures "
+                             f"({', '.join(names) or 'none'}); pick one with signature=...")
+        signature = names[0]
+    if signature not in signatures:
+        raise ModelError(f"signature: {what} has no signature {signature!r}; available: "
+                         f"{', '.join(names) or 'none'}")
+    if keep is not None:
+        _KEEP_ALIVE.append(keep)
+        del _KEEP_ALIVE[:-4]
+    cf = signatures[signature]
+    kwargs = cf.structured_input_signature[1]
+    # Signature functions take keyword arguments; their flat order is sorted by key.
+    return cf, signature, sorted(kwargs.keys()) if kwargs else None
+
+
+def _from_tf_function(fn):
+    if fn.input_signature is not None:
+        return fn.get_concrete_function()
+    traced = fn._list_all_concrete_functions_for_serialization()  # noqa: SLF001 (public in spirit)
+    if len(traced) == 1:
+        return traced[0]
+    raise ModelError(f"model: tf.function {getattr(fn, '__name__', fn)!r} has no input_signature "
+                     f"and {len(traced)} traced concrete functions; give it an input_signature "
+                     "or pass fn.get_concrete_function(spec)")
+
+
+def _is_keras3(model):
+    keras = sys.modules.get("keras")
+    return keras is not None and hasattr(keras, "Model") and isinstance(model, keras.Model)
+
+
+def _is_tf_keras(model):
+    if "tf_keras" not in sys.modules:
+        # Only look if the object comes from tf-keras; importing it otherwise costs seconds.
+        if not type(model).__module__.startswith("tf_keras"):
+            return False
+    import tf_keras
+    return isinstance(model, tf_keras.Model)
+
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def _op_name(name, i):
+    name = _NAME_OK.sub("_", str(name or f"input_{i}")).strip("/")
+    if not name or not re.match(r"[A-Za-z0-9.]", name[0]):
+        name = f"input_{i}" if not name else "x" + name
+    return name
+
+
+def _from_keras(model):
+    """Traces ``model(x, training=False)`` on the model's input specs."""
+    struct = None
+    inputs = None
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if inputs:
+        struct = getattr(model, "_inputs_struct", None)
+        if struct is None or isinstance(struct, (list, tuple)) and len(inputs) == 1:
+            struct = inputs[0] if len(inputs) == 1 else list(inputs)
+        if isinstance(struct, dict):
+            keys = sorted(struct.keys())
+            flat = [struct[k] for k in keys]
+            names = keys
+        else:
+            flat = tf.nest.flatten(struct)
+            names = [getattr(t, "name", None) for t in flat]
+        specs = [tf.TensorSpec(_shape_of(t), _dtype_of(t), name=_op_name(n, i))
+                 for i, (t, n) in enumerate(zip(flat, names))]
+    else:
+        shapes = getattr(model, "_build_shapes_dict", None)
+        if not shapes:
+            raise ModelError(f"model: Keras model {model.name!r} has no inputs and was never "
+                             "built; call it once on a batch or pass a tf.function with "
+                             "input_signature")
+        if any(not _is_flat_shape(s) for s in shapes.values()):
+            raise ModelError(f"model: Keras model {model.name!r} was built on nested inputs "
+                             f"{shapes}; pass a tf.function with input_signature")
+        dtype = getattr(model, "input_dtype", None) or "float32"
+        keys = list(shapes.keys())
+        specs = [tf.TensorSpec([None] + list(shapes[k])[1:], dtype,
+                               name=_op_name(k[:-6] if k.endswith("_shape") else k, i))
+                 for i, k in enumerate(keys)]
+        struct = None
+
+    def call(*xs):
+        if isinstance(struct, dict):
+            arg = dict(zip(sorted(struct.keys()), xs))
+        elif isinstance(struct, list) or (struct is None and len(xs) > 1):
+            arg = list(xs)
+        else:
+            arg = xs[0]
+        if struct is None and len(xs) > 1:
+            return model(*xs, training=False)
+        return model(arg, training=False)
+
+    fn = tf.function(call, input_signature=specs, autograph=False)
+    try:
+        return fn.get_concrete_function()
+    except Exception as e:
+        raise ModelError(f"model: tracing Keras model {model.name!r} on {specs} failed: "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def _is_flat_shape(s):
+    return isinstance(s, (tuple, list)) and all(d is None or isinstance(d, int) for d in s)
+
+
+def _shape_of(t):
+    shape = getattr(t, "shape", None)
+    return tf.TensorShape(None if shape is None else list(shape))
+
+
+def _dtype_of(t):
+    return tf.as_dtype(getattr(t, "dtype", "float32") or "float32")
+
+
+# ==================================================================== signatures
+def _input_names(cf, n_in):
+    args, kwargs = cf.structured_input_signature
+    names = []
+    for i, spec in enumerate(tf.nest.flatten(args)):
+        if isinstance(spec, tf.TensorSpec):
+            names.append(spec.name or None)
+    names.extend(sorted(kwargs.keys()) if kwargs else [])
+    # Fall back to the placeholder names TF chose (the Python argument names).
+    placeholders = [t.name.split(":")[0] for t in cf.inputs[:n_in]]
+    return [n or p for n, p in zip(names + [None] * n_in, placeholders)][:n_in]
+
+
+def _freeze(cf) -> graph_pb2.GraphDef:
+    """Variables → Consts, control flow lowered, function calls inlined (TF's own converter).
+
+    Uses the converter's GraphDef directly: the public ``convert_variables_to_constants_v2``
+    also wraps it back into a ConcreteFunction, which costs seconds and is not needed here."""
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    try:
+        if hasattr(c2c, "_FunctionConverterDataInEager") and hasattr(
+                c2c, "_replace_variables_by_constants"):
+            data = c2c._FunctionConverterDataInEager(func=cf, lower_control_flow=True,
+                                                     aggressive_inlining=False)
+            graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
+        else:  # pragma: no cover - older/newer TF without the private helpers
+            graph_def = c2c.convert_variables_to_constants_v2(cf).graph.as_graph_def()
+    except Exception as e:  # TF raises many kinds here; say what failed and keep the cause
+        raise ModelError(f"could not freeze the function's variables into constants: "
+                         f"{type(e).__name__}: {e}") from e
+    return graph_def
+
+
+def _outputs(cf):
+    structured = cf.structured_outputs
+    if isinstance(structured, dict):
+        structure = "dict"
+    elif isinstance(structured, (list, tuple)):
+        structure = type(structured).__name__
+    else:
+        structure = "tensor"
+    paths = [p for p, t in _paths(structured) if t is not None]
+    flat = list(cf.outputs)
+    if len(paths) != len(flat):
+        raise ModelError(f"outputs: the function returns {len(paths)} tensors but the frozen "
+                         f"graph has {len(flat)}")
+    outputs = []
+    for i, (path, t) in enumerate(zip(paths, flat)):
+        if structure == "tensor":
+            name = "output_0"
+        elif structure == "dict":
+            name = "/".join(str(p) for p in path)
+        else:
+            name = "output_" + "_".join(str(p) for p in path)
+        shape = None if t.shape.rank is None else tuple(t.shape.as_list())
+        outputs.append(TensorInfo(name, t.name, t.dtype, shape))
+    return outputs, structure
+
+
+def _paths(structure, prefix=()):
+    if isinstance(structure, dict):
+        for k in sorted(structure.keys()):
+            yield from _paths(structure[k], prefix + (k,))
+    elif isinstance(structure, (list, tuple)):
+        for i, v in enumerate(structure):
+            yield from _paths(v, prefix + (i,))
+    else:
+        yield prefix, structure
+
+
+# ==================================================================== Grappler
+def run_grappler(graph_def: graph_pb2.GraphDef, inputs: Sequence[str], outputs: Sequence[str],
+                 optimizers: Sequence[str] = GRAPPLER_OPTIMIZERS) -> graph_pb2.GraphDef:
+    """Runs TensorFlow's Grappler once over ``graph_def`` with only ``optimizers`` enabled.
+
+    ``inputs`` and ``outputs`` (tensor names) are kept: Grappler treats them as fetch nodes."""
+    from tensorflow.python.grappler import tf_optimizer
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.graph_def.CopyFrom(graph_def)
+    fetch = meta_graph_pb2.CollectionDef()
+    for t in list(inputs) + list(outputs):
+        fetch.node_list.value.append(t)
+    meta.collection_def["train_op"].CopyFrom(fetch)
+
+    config = config_pb2.ConfigProto()
+    rw = config.graph_options.rewrite_options
+    rw.optimizers[:] = list(optimizers)
+    rw.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    rw.min_graph_nodes = -1
+    try:
+        return tf_optimizer.OptimizeGraph(config, meta)
+    except Exception as e:
+        raise ModelError(f"Grappler failed on the frozen graph: {type(e).__name__}: {e}") from e
+
+
+# ==================================================================== checks
+def _check_frozen(graph_def, inputs, outputs):
+    index = GraphIndex(graph_def, [t.tensor for t in outputs])
+    input_nodes = {t.node for t in inputs}
+    for fn in graph_def.library.function:
+        for node in fn.node_def:
+            _check_node(node, f"function {fn.signature.name!r}: ")
+    for node in graph_def.node:
+        _check_node(node, "")
+        if node.op in ("Placeholder", "PlaceholderV2") and node.name not in input_nodes:
+            raise ModelError(f"node {node.name!r} is a Placeholder that is not a signature input; "
+                             "the graph cannot run without feeding it")
+    for t in inputs:
+        name, _ = parse_tensor(t.tensor)
+        if name not in index.nodes:
+            raise ModelError(f"input {t.name!r}: node {name!r} is missing from the frozen graph")
+        if index.nodes[name].op != "Placeholder":
+            raise ModelError(f"input {t.name!r}: {t.tensor} is produced by a "
+                             f"{index.nodes[name].op}, not a Placeholder")
+    try:
+        validate(graph_def, [t.tensor for t in inputs], [t.tensor for t in outputs], index=index)
+    except GraphError as e:
+        raise ModelError(f"the frozen graph is malformed: {e}") from e
+
+
+def _check_node(node, where):
+    op = node.op
+    if op in _PY_FUNCS:
+        raise ModelError(f"{where}node {node.name!r} ({op}) calls back into Python "
+                         "(tf.py_function / tf.numpy_function), which cannot be frozen into a "
+                         "graph; rewrite it with TF ops")
+    dts = (opdefs.output_dtypes(node) or []) + (opdefs.input_dtypes(node) or [])
+    if tf.resource in dts or op in ("VarHandleOp", "ReadVariableOp", "VariableV2", "Variable"):
+        raise ModelError(f"{where}node {node.name!r} ({op}) uses a resource (a variable, table or "
+                         "iterator) that freezing could not turn into a constant")
+    if op in _CALLS:
+        raise ModelError(f"{where}node {node.name!r} ({op}) is a function call Grappler did not "
+                         "inline")
+    stateful = opdefs.is_stateful(op)
+    if stateful is None:
+        raise ModelError(f"{where}node {node.name!r}: op {op!r} is not registered in this process "
+                         "(load its op library first)")
+    if stateful:
+        raise ModelError(f"{where}node {node.name!r} ({op}) is stateful; a frozen inference graph "
+                         "must be a pure function of its inputs")
