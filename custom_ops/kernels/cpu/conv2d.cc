@@ -1,0 +1,379 @@
+// INT8 Conv2D / MatMul: epilogue constants, weight packing, the scalar reference and the driver
+// that runs the per-ISA micro-kernels (see conv2d.h for the layouts and the scheme).
+#include "custom_ops/kernels/cpu/conv2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace tfq8 {
+namespace {
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Host-side constants: computed in double, rounded once to f32.
+float F32(double v) { return static_cast<float>(v); }
+
+bool EnvFlagOff(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, "0") == 0;
+}
+
+// One output element, exactly the documented order of operations.
+inline void EpilogueScalar(int32_t acc, float mul, float badd, const uint8_t* s,
+                           const QEpilogue& ep, void* c) {
+  if (ep.out_type == QOutType::kS32) {
+    *static_cast<int32_t*>(c) = acc;
+    return;
+  }
+  float t = static_cast<float>(acc) * mul;
+  t = t + badd;
+  if (ep.has_summand) {
+    const float u = static_cast<float>(static_cast<int32_t>(*s) - ep.zp_summand) * ep.mul_s;
+    t = t + u;
+  }
+  t = t >= ep.lo ? t : ep.lo;  // NaN → lo, as vmaxps(t, lo)
+  t = t <= ep.hi ? t : ep.hi;
+  if (ep.out_type == QOutType::kF32) {
+    *static_cast<float*>(c) = t;
+    return;
+  }
+  int32_t q = static_cast<int32_t>(std::nearbyint(t)) + ep.zp_out;
+  q = std::min(255, std::max(0, q));  // only reachable with a degenerate CLIP range
+  *static_cast<uint8_t*>(c) = static_cast<uint8_t>(q);
+}
+
+}  // namespace
+
+bool ConvShape::ComputeOutputSize() {
+  const int64_t ekh = (kh - 1) * dil_h + 1, ekw = (kw - 1) * dil_w + 1;
+  const int64_t ph = h + pad_top + pad_bottom, pw = w + pad_left + pad_right;
+  if (ph < ekh || pw < ekw) return false;
+  oh = (ph - ekh) / stride_h + 1;
+  ow = (pw - ekw) / stride_w + 1;
+  return true;
+}
+
+std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const int8_t* filter,
+                                           const ConvEpilogueAttrs& a, std::string* error) {
+  auto p = std::make_shared<PackedConv>();
+  p->isa = isa;
+  p->use_avxvnni = isa == Isa::kAvx2 && GetCpuFeatures().avx_vnni && !EnvFlagOff("TFQ8_AVXVNNI");
+  p->shape = s;
+  p->input_zero_point = a.input_zero_point;
+  const int64_t ic = s.ic, oc = s.oc, taps = s.taps();
+  p->oc_padded = RoundUp(std::max<int64_t>(oc, 1), kConvNr);
+  p->kc = RoundUp(ic, 4);
+  p->k_amx = RoundUp(std::max<int64_t>(taps * ic, 1), 64);
+
+  // Σw per channel, and the -128 check.
+  std::vector<int64_t> wsum(oc, 0);
+  const int64_t kn = taps * ic;
+  for (int64_t k = 0; k < kn; ++k) {
+    const int8_t* row = filter + k * oc;
+    for (int64_t o = 0; o < oc; ++o) {
+      if (row[o] == -128) {
+        *error = "weights must be in -127..127 (found -128 in filter)";
+        return nullptr;
+      }
+      wsum[o] += row[o];
+    }
+  }
+
+  // Epilogue constants (docs/int8_numerics.md).
+  QEpilogue& ep = p->ep;
+  ep.out_type = a.out_type;
+  ep.has_summand = a.has_summand;
+  const bool f32_out = a.out_type == QOutType::kF32;
+  const double s_out = f32_out ? 1.0 : static_cast<double>(a.output_scale);
+  float lo = f32_out ? -std::numeric_limits<float>::infinity()
+                     : static_cast<float>(-a.output_zero_point);
+  float hi = f32_out ? std::numeric_limits<float>::infinity()
+                     : static_cast<float>(255 - a.output_zero_point);
+  switch (a.activation) {
+    case ConvActivation::kNone: break;
+    case ConvActivation::kRelu: lo = std::max(lo, 0.0f); break;
+    case ConvActivation::kRelu6:
+      lo = std::max(lo, 0.0f);
+      hi = std::min(hi, F32(6.0 / s_out));
+      break;
+    case ConvActivation::kClip:
+      lo = std::max(lo, F32(static_cast<double>(a.clip_min) / s_out));
+      hi = std::min(hi, F32(static_cast<double>(a.clip_max) / s_out));
+      break;
+  }
+  ep.lo = lo;
+  ep.hi = hi;
+  ep.mul_s = F32(static_cast<double>(a.summand_scale) / s_out);
+  ep.zp_summand = a.summand_zero_point;
+  ep.zp_out = f32_out ? 0 : a.output_zero_point;
+
+  p->bias.assign(p->oc_padded, 0);
+  p->mul.assign(p->oc_padded, 0.0f);
+  p->badd.assign(p->oc_padded, 0.0f);
+  const double s_in = a.input_scale;
+  for (int64_t o = 0; o < oc; ++o) {
+    const double sw = a.filter_scale[a.per_tensor_scale ? 0 : o];
+    int64_t b = -static_cast<int64_t>(a.input_zero_point) * wsum[o];
+    if (a.bias_is_int32) {
+      b += a.bias_s32[o];
+    } else if (a.out_type == QOutType::kS32) {
+      const double q = std::nearbyint(static_cast<double>(a.bias_f32[o]) / (s_in * sw));
+      b += static_cast<int64_t>(std::max(-9.0e18, std::min(9.0e18, q)));
+    } else {
+      p->badd[o] = F32(static_cast<double>(a.bias_f32[o]) / s_out);
+    }
+    p->bias[o] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(b)));
+    p->mul[o] = F32(s_in * sw / s_out);
+  }
+
+  // Weights.
+  if (isa == Isa::kRef) {
+    p->weights.assign(filter, filter + kn * oc);
+    return p;
+  }
+  const int64_t nblocks = p->oc_padded / kConvNr;
+  const bool amx = isa == Isa::kAmx;
+  const int64_t krows = amx ? p->k_amx / 4 : taps * (p->kc / 4);  // K/4 rows per block
+  p->block_bytes = krows * kConvNr * 4;
+  p->weights.assign(nblocks * p->block_bytes, 0);
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t i = 0; i < ic; ++i) {
+      const int64_t k = amx ? t * ic + i : t * p->kc + i;  // K index inside the block
+      const int8_t* src = filter + (t * ic + i) * oc;
+      for (int64_t o = 0; o < oc; ++o) {
+        const int64_t blk = o / kConvNr, ob = o % kConvNr;
+        p->weights[blk * p->block_bytes + (k / 4) * kConvNr * 4 + ob * 4 + (k % 4)] = src[o];
+      }
+    }
+  }
+  return p;
+}
+
+void qu8_conv2d_minmax_fp32__ref(const ConvShape& s, const uint8_t* input, const int8_t* filter,
+                                 const PackedConv& p, const uint8_t* summand, void* output,
+                                 int64_t p_begin, int64_t p_end) {
+  const int64_t oc = s.oc, ic = s.ic;
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  const int64_t zp = p.input_zero_point;
+  std::vector<int64_t> acc(oc);
+  for (int64_t px = p_begin; px < p_end; ++px) {
+    const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+    for (int64_t o = 0; o < oc; ++o) acc[o] = p.bias[o];  // includes -zp_in·Σw
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+        const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+        const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+        const uint8_t* x = inside ? input + ((n * s.h + iy) * s.w + ix) * ic : nullptr;
+        for (int64_t c = 0; c < ic; ++c) {
+          const int64_t xv = inside ? x[c] : zp;  // padding reads the input zero point
+          const int8_t* wr = filter + ((i * s.kw + j) * ic + c) * oc;
+          for (int64_t o = 0; o < oc; ++o) acc[o] += xv * wr[o];
+        }
+      }
+    }
+    char* out = static_cast<char*>(output) + px * oc * es;
+    const uint8_t* sr = summand ? summand + px * oc : nullptr;
+    for (int64_t o = 0; o < oc; ++o) {
+      const int32_t a32 = static_cast<int32_t>(static_cast<uint32_t>(acc[o]));
+      EpilogueScalar(a32, p.mul[o], p.badd[o], sr ? sr + o : nullptr, p.ep, out + o * es);
+    }
+  }
+}
+
+std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
+  switch (p.isa) {
+    case Isa::kRef: return "ref: qu8_conv2d_minmax_fp32__ref";
+    case Isa::kAvx2:
+      return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
+                           : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
+    case Isa::kAvx512Vnni: return "avx512vnni: qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni";
+    case Isa::kAmx: {
+      const bool direct = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+                          s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0 &&
+                          s.ic % 64 == 0;
+      return std::string("amx: qu8_gemm_minmax_fp32_ukernel_32x32c4__amx (") +
+             (direct ? "A tiles read the input directly" : "im2col rows gathered per 32 pixels") +
+             ")";
+    }
+  }
+  return "?";
+}
+
+namespace {
+
+// Splits (pixel blocks × channel blocks) into tasks: task t covers pixel block t / ngroups and
+// channel blocks [g·per, (g+1)·per) with g = t % ngroups. Few pixel blocks → split channels too.
+struct TaskGrid {
+  int64_t mblocks, nblocks, ngroups, per_group;
+  TaskGrid(int64_t pixels, int64_t mb, int64_t nb) {
+    mblocks = (pixels + mb - 1) / mb;
+    nblocks = nb;
+    ngroups = mblocks >= 32 ? 1 : std::min<int64_t>(nblocks, (32 + mblocks - 1) / mblocks);
+    per_group = (nblocks + ngroups - 1) / ngroups;
+    ngroups = (nblocks + per_group - 1) / per_group;
+  }
+  int64_t tasks() const { return mblocks * ngroups; }
+};
+
+void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+              const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  QIgemmFn fn;
+  size_t mr_max;
+  switch (p.isa) {
+    case Isa::kAvx512Vnni:
+      fn = qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni;
+      mr_max = kIgemmMrAvx512;
+      break;
+    default:
+      fn = p.use_avxvnni ? qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni
+                         : qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2;
+      mr_max = p.use_avxvnni ? kIgemmMrAvxvnni : kIgemmMrAvx2;
+      break;
+  }
+  const int64_t ic = s.ic, kc = p.kc, taps = s.taps();
+  // Channels padded to a multiple of 4 (zero weights there) so 4-byte reads stay inside.
+  std::vector<uint8_t> padded;
+  const uint8_t* x = input;
+  if (kc != ic) {
+    const int64_t npx = s.n * s.h * s.w;
+    padded.assign(npx * kc, 0);
+    for (int64_t i = 0; i < npx; ++i) std::memcpy(&padded[i * kc], input + i * ic, ic);
+    x = padded.data();
+  }
+  const std::vector<uint8_t> zrow(kc, static_cast<uint8_t>(p.input_zero_point));
+  const int64_t pixels = s.pixels(), oc = s.oc;
+  const TaskGrid g(pixels, mr_max, p.oc_padded / kConvNr);
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  const int64_t cost = static_cast<int64_t>(mr_max) * taps * kc * kConvNr * g.per_group / 16;
+  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
+    const uint8_t* ptrs[64 * 16];  // taps × MR, refilled per pixel block
+    std::vector<const uint8_t*> heap;
+    const uint8_t** a = ptrs;
+    if (taps * static_cast<int64_t>(mr_max) > 64 * 16) {
+      heap.resize(taps * mr_max);
+      a = heap.data();
+    }
+    int64_t built = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t mb = t / g.ngroups, grp = t % g.ngroups;
+      const int64_t p0 = mb * mr_max;
+      const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
+      if (built != mb) {
+        for (size_t m = 0; m < mr_max; ++m) {
+          const int64_t px = p0 + static_cast<int64_t>(std::min(m, mr - 1));
+          const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+              const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+              a[(i * s.kw + j) * mr_max + m] =
+                  inside ? x + ((n * s.h + iy) * s.w + ix) * kc : zrow.data();
+            }
+          }
+        }
+        built = mb;
+      }
+      const int64_t nb_end = std::min(g.nblocks, (grp + 1) * g.per_group);
+      for (int64_t nb = grp * g.per_group; nb < nb_end; ++nb) {
+        const int64_t n0 = nb * kConvNr;
+        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+        fn(mr, nc, kc, taps, a, p.weights.data() + nb * p.block_bytes, p.bias.data() + n0,
+           p.mul.data() + n0, p.badd.data() + n0,
+           static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+           summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+      }
+    }
+  });
+}
+
+void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+            const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  constexpr int64_t MB = 32;
+  const int64_t ic = s.ic, taps = s.taps(), K = p.k_amx;
+  const bool direct = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+                      s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0 && ic % 64 == 0;
+  const int64_t pixels = s.pixels(), oc = s.oc;
+  const TaskGrid g(pixels, MB, p.oc_padded / kConvNr);
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  const uint8_t zp = static_cast<uint8_t>(p.input_zero_point);
+  const int64_t cost = MB * K * kConvNr * g.per_group / 256 + MB * K / 8;
+  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<uint8_t> rows;  // 32 gathered im2col rows of K bytes
+    thread_local std::vector<int32_t> acc;   // 32×32 accumulators
+    if (static_cast<int64_t>(rows.size()) < MB * K) rows.assign(MB * K, 0);
+    if (acc.size() < 32 * 32) acc.assign(32 * 32, 0);
+    qu8_amx_tile_begin();
+    int64_t built = -1;
+    const uint8_t* a = nullptr;
+    size_t a_stride = 0;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t mb = t / g.ngroups, grp = t % g.ngroups;
+      const int64_t p0 = mb * MB;
+      const size_t mr = static_cast<size_t>(std::min<int64_t>(MB, pixels - p0));
+      if (built != mb) {
+        if (direct && static_cast<int64_t>(mr) == MB) {
+          a = input + p0 * ic;
+          a_stride = ic;
+        } else {
+          for (size_t m = 0; m < mr; ++m) {
+            uint8_t* r = rows.data() + m * K;
+            const int64_t px = p0 + m;
+            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+            for (int64_t i = 0; i < s.kh; ++i) {
+              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+              for (int64_t j = 0; j < s.kw; ++j) {
+                const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+                uint8_t* dst = r + (i * s.kw + j) * ic;
+                if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+                  std::memcpy(dst, input + ((n * s.h + iy) * s.w + ix) * ic, ic);
+                } else {
+                  std::memset(dst, zp, ic);  // padding reads the input zero point
+                }
+              }
+            }
+            std::memset(r + taps * ic, 0, K - taps * ic);  // zero weights there anyway
+          }
+          a = rows.data();
+          a_stride = K;
+        }
+        built = mb;
+      }
+      const int64_t nb_end = std::min(g.nblocks, (grp + 1) * g.per_group);
+      for (int64_t nb = grp * g.per_group; nb < nb_end; ++nb) {
+        const int64_t n0 = nb * kConvNr;
+        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+        qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(
+            mr, nc, K, a, a_stride, p.weights.data() + nb * p.block_bytes, p.bias.data() + n0,
+            p.mul.data() + n0, p.badd.data() + n0,
+            static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+            summand ? summand + p0 * oc + n0 : nullptr, p.ep, acc.data());
+      }
+    }
+    qu8_amx_tile_end();
+  });
+}
+
+}  // namespace
+
+void Conv2DRun(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+               const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  if (s.pixels() == 0 || s.oc == 0) return;
+  switch (p.isa) {
+    case Isa::kRef: {
+      const int64_t cost = s.taps() * s.ic * s.oc + 10 * s.oc;
+      pfor(s.pixels(), cost, [&](int64_t b, int64_t e) {
+        qu8_conv2d_minmax_fp32__ref(s, input, p.weights.data(), p, summand, output, b, e);
+      });
+      return;
+    }
+    case Isa::kAmx: RunAmx(p, s, input, summand, output, pfor); return;
+    default: RunIgemm(p, s, input, summand, output, pfor); return;
+  }
+}
+
+}  // namespace tfq8

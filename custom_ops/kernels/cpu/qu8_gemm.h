@@ -1,0 +1,76 @@
+// Micro-kernels of the INT8 convolution / matmul (u8 activations × s8 weights → s32 → fused
+// epilogue), named <dtype>_<op>_<requant>_ukernel_<MR>x<NR>c<KR>__<isa> after XNNPACK.
+// Leaf functions: no allocation, no threads, no dispatch. The driver is conv2d.cc.
+//
+// "igemm" kernels read A through an indirection array a[ks][MR] (one pointer per tap and row;
+// rows past `mr` repeat a valid pointer), K = ks taps × kc bytes, kc a multiple of 4. Weights
+// w point at one 32-channel block packed as [ks][kc/4][32 channels][4 bytes]; nc ≤ 32 channels
+// are computed and stored. bias/mul/badd point at the block's first channel (padded arrays).
+// Output c points at (row 0, channel 0 of the block); rows are c_stride elements apart, and
+// the summand s (or nullptr) has the same layout. Epilogue per docs/int8_numerics.md:
+//   t = float(acc)·mul; t += badd; [t += float(s − zp_s)·mul_s]; t = min(max(t, lo), hi);
+//   u8: rne(t) + zp_out;  f32: t;  s32: acc (bias already in the accumulator).
+#ifndef TFQ8_KERNELS_CPU_QU8_GEMM_H_
+#define TFQ8_KERNELS_CPU_QU8_GEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tfq8 {
+
+enum class QOutType { kU8 = 0, kF32 = 1, kS32 = 2 };
+
+struct QEpilogue {
+  QOutType out_type = QOutType::kU8;
+  bool has_summand = false;
+  float lo = 0.0f, hi = 255.0f;  // clamp bounds in output units (activation folded in)
+  float mul_s = 1.0f;            // s_summand / s_out
+  int32_t zp_summand = 0;
+  int32_t zp_out = 0;
+};
+
+using QIgemmFn = void (*)(size_t mr, size_t nc, size_t kc, size_t ks, const uint8_t* const* a,
+                          const int8_t* w, const int32_t* bias, const float* mul,
+                          const float* badd, void* c, size_t c_stride, const uint8_t* s,
+                          const QEpilogue& ep);
+
+// AVX512-VNNI: 8 rows × 32 channels, vpdpbusd.
+constexpr size_t kIgemmMrAvx512 = 8;
+void qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                      const uint8_t* const* a, const int8_t* w,
+                                                      const int32_t* bias, const float* mul,
+                                                      const float* badd, void* c,
+                                                      size_t c_stride, const uint8_t* s,
+                                                      const QEpilogue& ep);
+// AVX-VNNI (VEX vpdpbusd, 256-bit): 4 rows × 32 channels.
+constexpr size_t kIgemmMrAvxvnni = 4;
+void qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                   const uint8_t* const* a, const int8_t* w,
+                                                   const int32_t* bias, const float* mul,
+                                                   const float* badd, void* c, size_t c_stride,
+                                                   const uint8_t* s, const QEpilogue& ep);
+// AVX2 without VNNI: 2 rows × 32 channels; u8/s8 widened to s16, vpmaddwd (exact, no s16
+// saturation as vpmaddubsw would have).
+constexpr size_t kIgemmMrAvx2 = 2;
+void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                const uint8_t* const* a, const int8_t* w,
+                                                const int32_t* bias, const float* mul,
+                                                const float* badd, void* c, size_t c_stride,
+                                                const uint8_t* s, const QEpilogue& ep);
+
+// AMX: 32 rows × 32 channels from a dense A (rows a_stride bytes apart, k bytes each, k a
+// multiple of 64; rows past mr may hold anything readable) and a weight block packed as
+// [k/4][32][4]. acc: 32×32 int32 scratch. The calling thread must have called
+// qu8_amx_tile_begin() (loads the tile configuration) and calls qu8_amx_tile_end() when done.
+void qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(size_t mr, size_t nc, size_t k, const uint8_t* a,
+                                               size_t a_stride, const int8_t* w,
+                                               const int32_t* bias, const float* mul,
+                                               const float* badd, void* c, size_t c_stride,
+                                               const uint8_t* s, const QEpilogue& ep,
+                                               int32_t* acc);
+void qu8_amx_tile_begin();
+void qu8_amx_tile_end();
+
+}  // namespace tfq8
+
+#endif  // TFQ8_KERNELS_CPU_QU8_GEMM_H_

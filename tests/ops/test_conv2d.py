@@ -1,0 +1,275 @@
+"""Tfq8Conv2D: every CPU path bit-exact vs tests/ops/numpy_ref.py over a shape/attribute sweep,
+agreement with TF's float conv, tf.function with unknown batch, SavedModel in a fresh process,
+concurrent calls, weight-cache invalidation, and error messages for bad inputs.
+
+Tolerances: the INT8 paths must equal the numpy reference exactly (docs/int8_numerics.md is a
+bit-exact contract). Against TF's f32 conv on the dequantized tensors a uint8 output may differ
+by at most one output quantization step (f32 summation order moves a value across a rounding
+boundary at most once).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfq8
+from tests.ops import numpy_ref as ref
+from tests.ops.isa_util import AVAILABLE_ISAS, assert_all_equal, forced_isa, run_all_isas
+
+OUT_TYPES = {"uint8": tf.uint8, "float32": tf.float32, "int32": tf.int32}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_case(rng, n, h, w, ic, oc, kh, kw, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+              zp_in=128, per_tensor=False, int_bias=False):
+    x = rng.integers(0, 256, size=(n, h, w, ic), dtype=np.uint8)
+    wt = rng.integers(-127, 128, size=(kh, kw, ic, oc), dtype=np.int8)
+    s_in = np.float32(0.02)
+    fs = (np.full([1], 0.004, np.float32) if per_tensor
+          else rng.uniform(0.001, 0.01, size=[oc]).astype(np.float32))
+    bias = (rng.integers(-5000, 5000, size=[oc], dtype=np.int32) if int_bias
+            else rng.uniform(-1.0, 1.0, size=[oc]).astype(np.float32))
+    acc = ref.conv2d_acc(x, wt, zp_in, strides, dilations, pads)
+    real = acc * np.float64(s_in) * np.broadcast_to(fs.astype(np.float64), (oc,))
+    amax = float(np.percentile(np.abs(real), 99)) if real.size else 1.0
+    s_out = np.float32(max(amax, 1e-3) / 100.0)  # some values saturate, most do not
+    return dict(x=x, w=wt, bias=bias, fs=fs, s_in=s_in, zp_in=zp_in, strides=strides,
+                dilations=dilations, pads=pads, s_out=s_out, oshape=acc.shape)
+
+
+def op_kwargs(case, activation, out_type, zp_out, s_sum, zp_sum, clip):
+    return dict(input_scale=float(case["s_in"]), input_zero_point=case["zp_in"],
+                strides=list(case["strides"]), dilations=list(case["dilations"]),
+                explicit_paddings=list(case["pads"]), summand_scale=s_sum,
+                summand_zero_point=zp_sum, activation=activation, clip_min=clip[0],
+                clip_max=clip[1], out_type=OUT_TYPES[out_type],
+                output_scale=float(case["s_out"]), output_zero_point=zp_out)
+
+
+def run_op(case, *, activation="NONE", out_type="uint8", summand=None, zp_out=0, s_sum=0.05,
+           zp_sum=128, clip=(-1.0, 2.0)):
+    # tf.constant keeps an int32 bias int32.
+    return tfq8.ops.tfq8_conv2d(
+        case["x"], case["w"], tf.constant(case["bias"]), case["fs"],
+        [] if summand is None else [summand],
+        **op_kwargs(case, activation, out_type, zp_out, s_sum, zp_sum, clip)).numpy()
+
+
+def expected(case, *, activation="NONE", out_type="uint8", summand=None, zp_out=0, s_sum=0.05,
+             zp_sum=128, clip=(-1.0, 2.0)):
+    return ref.conv2d(case["x"], case["w"], case["bias"], case["fs"],
+                      input_scale=case["s_in"], input_zero_point=case["zp_in"],
+                      strides=case["strides"], dilations=case["dilations"], pads=case["pads"],
+                      summand=summand, summand_scale=s_sum, summand_zero_point=zp_sum,
+                      activation=activation, clip_min=clip[0], clip_max=clip[1],
+                      out_type=out_type, output_scale=case["s_out"], output_zero_point=zp_out)
+
+
+def check(case, rng, **kw):
+    summand = None
+    if kw.pop("with_summand", False):
+        summand = rng.integers(0, 256, size=case["oshape"], dtype=np.uint8)
+    got = run_all_isas(lambda: run_op(case, summand=summand, **kw))
+    want = expected(case, summand=summand, **kw)
+    assert_all_equal(got, want, f"{case['x'].shape} {case['w'].shape} {kw}")
+    return want
+
+
+# (n, h, w, ic, oc, kh, kw, strides, dilations, pads)
+SHAPES = [
+    (1, 1, 1, 1, 1, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+    (1, 5, 6, 3, 17, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (2, 9, 7, 70, 33, 3, 3, (2, 2), (1, 1), (1, 0, 2, 1)),
+    (1, 8, 8, 64, 64, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+    (3, 7, 5, 33, 70, 1, 1, (2, 2), (1, 1), (0, 0, 0, 0)),
+    (1, 11, 10, 17, 40, 5, 5, (1, 1), (2, 2), (4, 4, 4, 4)),
+    (1, 15, 13, 3, 24, 7, 7, (2, 2), (1, 1), (3, 3, 3, 3)),
+    (2, 4, 3, 128, 16, 3, 3, (1, 2), (1, 1), (1, 1, 1, 1)),
+    (1, 2, 2, 5, 7, 3, 3, (1, 1), (1, 1), (2, 2, 2, 2)),     # window mostly padding
+    (1, 6, 6, 96, 32, 2, 3, (3, 1), (2, 1), (0, 1, 2, 0)),   # non-square, asymmetric
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:7])))
+def test_shape_sweep_every_path(shape):
+    n, h, w, ic, oc, kh, kw, st, dil, pads = shape
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    case = make_case(rng, n, h, w, ic, oc, kh, kw, st, dil, pads)
+    check(case, rng, activation="RELU")
+    check(case, rng, activation="NONE", zp_out=128, with_summand=True)
+
+
+@pytest.mark.parametrize("activation", ["NONE", "RELU", "RELU6", "CLIP"])
+@pytest.mark.parametrize("out_type", ["uint8", "float32"])
+@pytest.mark.parametrize("summand", [False, True])
+def test_epilogue_variants(activation, out_type, summand):
+    rng = np.random.default_rng(7)
+    case = make_case(rng, 2, 6, 5, 19, 37, 3, 3, pads=(1, 1, 1, 1), zp_in=3)
+    check(case, rng, activation=activation, out_type=out_type, zp_out=128 if summand else 0,
+          with_summand=summand, zp_sum=100, clip=(-0.5, 1.5))
+
+
+@pytest.mark.parametrize("int_bias", [False, True])
+@pytest.mark.parametrize("per_tensor", [False, True])
+@pytest.mark.parametrize("out_type", ["uint8", "float32", "int32"])
+def test_bias_and_scale_kinds(int_bias, per_tensor, out_type):
+    rng = np.random.default_rng(11)
+    case = make_case(rng, 1, 5, 5, 20, 45, 3, 3, pads=(1, 1, 1, 1), zp_in=128,
+                     per_tensor=per_tensor, int_bias=int_bias)
+    check(case, rng, out_type=out_type)
+
+
+def test_bigger_shape_every_path():
+    # One shape big enough for several pixel blocks and channel blocks on every path.
+    rng = np.random.default_rng(3)
+    case = make_case(rng, 2, 20, 20, 64, 96, 3, 3, pads=(1, 1, 1, 1))
+    check(case, rng, activation="RELU6", with_summand=True)
+
+
+def test_first_layer_7x7():
+    rng = np.random.default_rng(4)
+    case = make_case(rng, 1, 32, 32, 3, 64, 7, 7, strides=(2, 2), pads=(3, 3, 3, 3))
+    check(case, rng, activation="RELU")
+
+
+def test_matches_float_model_within_one_step():
+    rng = np.random.default_rng(5)
+    case = make_case(rng, 2, 9, 9, 24, 40, 3, 3, strides=(2, 2), pads=(1, 1, 1, 1))
+    got = run_op(case, activation="RELU")
+    xf = (case["x"].astype(np.float32) - case["zp_in"]) * case["s_in"]
+    wf = case["w"].astype(np.float32) * case["fs"]
+    p = case["pads"]
+    y = tf.nn.conv2d(xf, wf, strides=[1, 2, 2, 1],
+                     padding=[[0, 0], [p[0], p[1]], [p[2], p[3]], [0, 0]])
+    y = tf.nn.relu(y + case["bias"]).numpy()
+    q = ref.quantize(y, case["s_out"], 0)
+    assert np.abs(got.astype(np.int32) - q.astype(np.int32)).max() <= 1
+
+
+def test_tf_function_unknown_batch_and_cache():
+    rng = np.random.default_rng(6)
+    case = make_case(rng, 3, 6, 6, 16, 20, 3, 3, pads=(1, 1, 1, 1))
+    kw = op_kwargs(case, "RELU", "uint8", 0, 0.05, 128, (0.0, 6.0))
+    w = tf.Variable(case["w"])  # fed weights: a changed buffer must repack
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 16], tf.uint8)])
+    def f(x):
+        return tfq8.ops.tfq8_conv2d(x, w.read_value(), case["bias"], case["fs"], [], **kw)
+
+    for n in (1, 3):
+        got = f(case["x"][:n]).numpy()
+        c = dict(case, x=case["x"][:n])
+        np.testing.assert_array_equal(got, expected(c, activation="RELU"))
+    w2 = rng.integers(-127, 128, size=case["w"].shape, dtype=np.int8)
+    w.assign(w2)
+    got = f(case["x"]).numpy()
+    np.testing.assert_array_equal(got, expected(dict(case, w=w2), activation="RELU"))
+
+
+def test_concurrent_calls():
+    rng = np.random.default_rng(8)
+    case = make_case(rng, 1, 10, 10, 32, 48, 3, 3, pads=(1, 1, 1, 1))
+    kw = op_kwargs(case, "RELU", "uint8", 0, 0.05, 128, (0.0, 6.0))
+    xs = [rng.integers(0, 256, size=case["x"].shape, dtype=np.uint8) for _ in range(6)]
+    wants = [expected(dict(case, x=x), activation="RELU") for x in xs]
+
+    @tf.function
+    def f(x):
+        return tfq8.ops.tfq8_conv2d(x, case["w"], case["bias"], case["fs"], [], **kw)
+
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                np.testing.assert_array_equal(f(xs[i]).numpy(), wants[i])
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_saved_model_fresh_process(tmp_path):
+    rng = np.random.default_rng(9)
+    case = make_case(rng, 1, 6, 6, 8, 12, 3, 3, pads=(1, 1, 1, 1))
+    kw = op_kwargs(case, "RELU", "uint8", 0, 0.05, 128, (0.0, 6.0))
+    mod = tf.Module()
+    mod.w = tf.constant(case["w"])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 8], tf.uint8)])
+    def serve(x):
+        return {"y": tfq8.ops.tfq8_conv2d(x, mod.w, case["bias"], case["fs"], [], **kw)}
+
+    mod.serve = serve
+    path = str(tmp_path / "sm")
+    tf.saved_model.save(mod, path, signatures={"serving_default": serve})
+    np.save(tmp_path / "x.npy", case["x"])
+    np.save(tmp_path / "want.npy", expected(case, activation="RELU"))
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf, tfq8
+        x = np.load({str(tmp_path / 'x.npy')!r}); want = np.load({str(tmp_path / 'want.npy')!r})
+        m = tf.saved_model.load({path!r})
+        got = m.signatures["serving_default"](x=tf.constant(x))["y"].numpy()
+        assert np.array_equal(got, want), "mismatch"
+        print("OK")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def _bad(case, **over):
+    args = dict(x=case["x"], w=case["w"], bias=tf.constant(case["bias"]), fs=case["fs"],
+                summand=[])
+    kw = op_kwargs(case, "NONE", "uint8", 0, 0.05, 128, (0.0, 6.0))
+    for k, v in over.items():
+        if k in args:
+            args[k] = v
+        else:
+            kw[k] = v
+    return tfq8.ops.tfq8_conv2d(args["x"], args["w"], args["bias"], args["fs"], args["summand"],
+                                **kw)
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(w="neg128"), "weights must be in -127..127"),
+    (dict(fs=np.ones([3], np.float32)), "filter_scale must have shape"),
+    (dict(fs=-np.ones([1], np.float32)), "filter_scale must be finite and > 0"),
+    (dict(bias=tf.zeros([5], tf.float32)), "bias must have shape"),
+    (dict(summand=[np.zeros([1, 2, 2, 8], np.uint8)]), "summand must have the output's shape"),
+    (dict(input_zero_point=300), "input_zero_point must be in [0, 255]"),
+    (dict(output_scale=0.0), "output_scale must be a finite number > 0"),
+    (dict(out_type=tf.int32, activation="RELU"), "out_type int32"),
+    (dict(x="wrong_channels"), "input channels"),
+    (dict(x="rank3"), "rank 4"),
+    (dict(explicit_paddings=[0, 0, 0, 0], dilations=[9, 9]), "does not fit"),
+])
+def test_bad_inputs_raise(over, message):
+    rng = np.random.default_rng(10)
+    case = make_case(rng, 1, 4, 4, 8, 6, 3, 3, pads=(1, 1, 1, 1))
+    if isinstance(over.get("w"), str):
+        w = case["w"].copy()
+        w[0, 0, 0, 0] = -128
+        over["w"] = w
+    if isinstance(over.get("x"), str):
+        over["x"] = {"wrong_channels": np.zeros([1, 4, 4, 5], np.uint8),
+                     "rank3": np.zeros([4, 4, 8], np.uint8)}[over["x"]]
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message.replace(
+            "[", r"\[").replace("]", r"\]")):
+        _bad(case, **over)
+
+
+def test_all_paths_listed():
+    # On a machine without AVX512/AMX those paths are skipped by isa_util; say so in the log.
+    assert "ref" in AVAILABLE_ISAS
+    print("paths tested:", AVAILABLE_ISAS)
