@@ -1,0 +1,55 @@
+"""Calibration: observe FP32 activations, choose INT8 scales, keep them in a JSON table.
+
+    from tfq8.calibration import Calibrator, normalize_calibration_data
+    batches = normalize_calibration_data(images, input_specs, batch_size=32)
+    table = Calibrator(run_batch, method="entropy", num_samples=512).calibrate(batches)
+    table.save("calibration.json")
+
+Pure numpy (TensorFlow is only touched to read a ``tf.data.Dataset`` the caller already has).
+
+Modules: ``qparams`` (QParams, the scale/zero-point math, weight scales), ``histogram``
+(bounded |x| histogram, percentile / KL / MSE threshold searches), ``observers`` (one class per
+method), ``table`` (CalibrationTable, JSON), ``calibrator`` (the one-pass driver), ``data``
+(calibration data → batches).
+"""
+from tfq8.calibration.calibrator import Calibrator, calibrate
+from tfq8.calibration.data import normalize_calibration_data
+from tfq8.calibration.histogram import DEFAULT_NUM_BINS, AbsHistogram
+from tfq8.calibration.observers import (
+    OBSERVERS,
+    EntropyObserver,
+    HistogramObserver,
+    MinMaxObserver,
+    MSEObserver,
+    Observer,
+    PercentileObserver,
+    make_observer,
+)
+from tfq8.calibration.qparams import QParams, qparams_from_amax, quantize_weights, weight_scales
+from tfq8.calibration.table import FORMAT_VERSION, CalibrationTable, TableEntry
+
+METHODS = tuple(OBSERVERS)
+
+__all__ = [
+    "AbsHistogram",
+    "CalibrationTable",
+    "Calibrator",
+    "DEFAULT_NUM_BINS",
+    "EntropyObserver",
+    "FORMAT_VERSION",
+    "HistogramObserver",
+    "METHODS",
+    "MSEObserver",
+    "MinMaxObserver",
+    "OBSERVERS",
+    "Observer",
+    "PercentileObserver",
+    "QParams",
+    "TableEntry",
+    "calibrate",
+    "make_observer",
+    "normalize_calibration_data",
+    "qparams_from_amax",
+    "quantize_weights",
+    "weight_scales",
+]
