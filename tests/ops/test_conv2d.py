@@ -273,3 +273,36 @@ def test_all_paths_listed():
     # On a machine without AVX512/AMX those paths are skipped by isa_util; say so in the log.
     assert "ref" in AVAILABLE_ISAS
     print("paths tested:", AVAILABLE_ISAS)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/include/simde/x86/avx512.h"),
+                    reason="SIMDe headers (apt-get install libsimde-dev) are needed to emulate "
+                           "AVX512/AMX on this CPU")
+def test_simd_paths_emulated(tmp_path):
+    """Runs every SIMD micro-kernel (avx2, avxvnni, avx512vnni, amx) through the C++ driver with
+    AVX512 intrinsics emulated by SIMDe and AMX/AVX-VNNI by scalar models, and compares each
+    bit for bit with the scalar reference, so paths this CPU lacks are still checked."""
+    cpu = os.path.join(ROOT, "custom_ops", "kernels", "cpu")
+    srcs = ["qu8_gemm_emulation_test.cc", "conv2d.cc", "isa.cc",
+            "qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512.cc",
+            "qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni.cc",
+            "qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2.cc",
+            "qu8_gemm_minmax_fp32_ukernel_32x32c4__amx.cc"]
+    flags = ["-O1", "-std=c++17", f"-I{ROOT}", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"]
+    emulated = ["-include", os.path.join(cpu, "qu8_gemm_emulation_test.h")]
+    procs, objs = [], []
+    for src in srcs:
+        obj = str(tmp_path / (src + ".o"))
+        objs.append(obj)
+        extra = emulated if ("avx512" in src or "vnni" in src or "amx" in src) else []
+        procs.append(subprocess.Popen(["g++", "-c", os.path.join(cpu, src), "-o", obj] + flags
+                                      + extra,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        out = p.communicate()[0]
+        assert p.returncode == 0, out[-3000:]
+    exe = str(tmp_path / "emu")
+    subprocess.run(["g++", "-o", exe] + objs, check=True)
+    proc = subprocess.run([exe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " 0 failed" in proc.stdout
