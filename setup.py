@@ -139,11 +139,15 @@ def build_library(output_path, obj_dir, jobs=None, verbose=False):
             for a in archs:
                 gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
             tf_include = [f for f in compile_flags if f.startswith("-I")][0][2:]
-            cmd = ([nvcc, "-c", "-x", "cu", src, "-o", obj, "-O3", "--std=c++17",
+            # --fmad=false: no FMA contraction, so the epilogue rounds like the CPU reference.
+            cmd = ([nvcc, "-c", "-x", "cu", src, "-o", obj, "-O3", "--std=c++17", "--fmad=false",
                     "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", "-w", f"-I{ROOT}",
-                    "-DGOOGLE_CUDA=1", "-DTFQ8_WITH_CUDA=1",
-                    f"-I{tf_include}/third_party/gpus/cuda/include"]
-                   + [f for f in compile_flags if f != "--std=c++17"] + defines + gencode)
+                    "-DGOOGLE_CUDA=1", "-DTFQ8_WITH_CUDA=1"]
+                   # nvcc uses its own CUDA headers: TF's bundled CUDA 12.5 headers
+                   # (third_party/gpus/cuda/include) clash with nvcc 13's host stubs.
+                   + [f for f in compile_flags
+                      if f != "--std=c++17" and "third_party/gpus/cuda/include" not in f]
+                   + defines + gencode)
             if verbose:
                 print(" ".join(cmd))
             _run(cmd, src)
