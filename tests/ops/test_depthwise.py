@@ -55,6 +55,9 @@ def run_op(case, *, activation="NONE", out_type="uint8", summand=None, zp_out=0,
 
 def expected(case, *, activation="NONE", out_type="uint8", summand=None, zp_out=0, s_sum=0.05,
              zp_sum=128, clip=(-1.0, 2.0)):
+    # The op's attributes are f32: give numpy_ref (which computes constants in double from what
+    # it is given) the same f32 values.
+    s_sum, clip = np.float32(s_sum), (np.float32(clip[0]), np.float32(clip[1]))
     return ref.depthwise_conv2d(
         case["x"], case["w"], case["bias"], case["fs"], input_scale=case["s_in"],
         input_zero_point=case["zp_in"], strides=case["strides"], dilations=case["dilations"],

@@ -1,0 +1,38 @@
+// INT8 elementwise Add of two u8 tensors of one shape, each with its own (scale, zero point),
+// optional ReLU/ReLU6, requantized to the output. Numerics: docs/int8_numerics.md ("Add"):
+//   t = float(a - zp_a)·float(s_a/s_out); u = float(b - zp_b)·float(s_b/s_out); t = t + u;
+//   clamp to [lo, hi]; q = rne(t) + zp_out.
+#ifndef TFQ8_KERNELS_CPU_ADD_H_
+#define TFQ8_KERNELS_CPU_ADD_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "custom_ops/kernels/cpu/isa.h"
+
+namespace tfq8 {
+
+enum class AddActivation { kNone, kRelu, kRelu6 };
+
+struct AddParams {
+  int32_t a_zero_point, b_zero_point;
+  float a_mul, b_mul;
+  float lo, hi;
+  int32_t out_zero_point;
+};
+AddParams MakeAddParams(float a_scale, int a_zero_point, float b_scale, int b_zero_point,
+                        float out_scale, int out_zero_point, AddActivation activation);
+
+using AddFn = void (*)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                       const AddParams& p);
+void qu8_vadd_minmax_ukernel__ref(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                                  const AddParams& p);
+void qu8_vadd_minmax_ukernel__avx2(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                                   const AddParams& p);
+void qu8_vadd_minmax_ukernel__avx512(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                                     const AddParams& p);
+AddFn GetAddKernel(Isa isa);
+
+}  // namespace tfq8
+
+#endif  // TFQ8_KERNELS_CPU_ADD_H_
