@@ -27,7 +27,9 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
     const size_t n0 = half * 16;
     // acc[m][j]: channels n0+4j .. n0+4j+3, two pair sums each.
     __m256i acc[MR][4];
+#pragma GCC unroll 2
     for (size_t m = 0; m < MR; ++m)
+#pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
     const int8_t* wp = w + n0 * 4;
     for (size_t t = 0; t < ks; ++t) {
@@ -35,6 +37,7 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
       const uint8_t* a1 = a[t * MR + 1];
       for (size_t k = 0; k < kc; k += 4) {
         __m256i wv[4];
+#pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {
           wv[j] = _mm256_cvtepi8_epi16(
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(wp + 16 * j)));
@@ -45,6 +48,7 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
         std::memcpy(&v1, a1 + k, 4);
         const __m256i x0 = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(v0)));
         const __m256i x1 = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(v1)));
+#pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {
           acc[0][j] = _mm256_add_epi32(acc[0][j], _mm256_madd_epi16(wv[j], x0));
           acc[1][j] = _mm256_add_epi32(acc[1][j], _mm256_madd_epi16(wv[j], x1));

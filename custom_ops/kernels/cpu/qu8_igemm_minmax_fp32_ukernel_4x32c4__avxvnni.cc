@@ -26,6 +26,7 @@ void qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni(size_t mr, size_t nc, size_t 
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + n0));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + n0 + 8));
     __m256i acc[MR][2];
+#pragma GCC unroll 4
     for (size_t m = 0; m < MR; ++m) {
       acc[m][0] = b0;
       acc[m][1] = b1;

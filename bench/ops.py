@@ -1,0 +1,211 @@
+"""Times Tfq8Conv2D on every ResNet-50 and MobileNetV2 (224×224) regular / pointwise conv shape
+against TF's FP32 tf.nn.conv2d on the same shapes, side by side in one run.
+
+    python bench/ops.py                      # default path (TFQ8_ISA or the best the CPU has)
+    python bench/ops.py --isa avx2 --isa amx --batch 1 --batch 16 --net resnet50
+
+Each op is timed inside a tf.function as a chain of R calls (control dependencies, so they run
+one after another), minus the same function with one call, divided by R-1: this removes the
+~240 µs fixed cost of calling a tf.function. Median of --repeats. 2 threads (intra=2, inter=1).
+Prints per layer: time, int8 GOP/s (2·MACs/s), % of the path's peak, FP32 time and ratio;
+then per-network totals (each shape weighted by how often the network has it).
+"""
+import argparse
+import collections
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+# No Grappler: it would merge the identical calls of a timing chain. FP32 is timed as a bare
+# Conv2D (oneDNN), the INT8 op with its fused bias + ReLU + requantize epilogue.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+import tfq8  # noqa: E402
+
+# Peak int8 throughput of 2 cores, GOP/s (2 ops per MAC), at ~4 GHz / ~3 GHz (AVX2 machines):
+# AMX 1024 MAC/cycle/core; AVX512-VNNI 2×64; AVX2 widening 2×16 vpmaddwd MACs per cycle.
+PEAK_GOPS = {"amx": 16000.0, "avx512vnni": 2000.0, "avx2": 384.0, "ref": 0.0}
+
+Conv = collections.namedtuple("Conv", "name h w ic oc k stride pad")
+
+
+def resnet50():
+    layers = [Conv("conv1", 224, 224, 3, 64, 7, 2, 3)]
+    size, cin = 56, 64
+    for stage, (width, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2),
+                                                     (512, 3, 2)], start=2):
+        for b in range(blocks):
+            s = stride if b == 0 else 1
+            out = size // s
+            layers.append(Conv(f"s{stage}b{b}_1x1a", size, size, cin, width, 1, s, 0))
+            layers.append(Conv(f"s{stage}b{b}_3x3", out, out, width, width, 3, 1, 1))
+            layers.append(Conv(f"s{stage}b{b}_1x1b", out, out, width, 4 * width, 1, 1, 0))
+            if b == 0:
+                layers.append(Conv(f"s{stage}b{b}_short", size, size, cin, 4 * width, 1, s, 0))
+            cin, size = 4 * width, out
+    return layers
+
+
+def mobilenet_v2():
+    layers = [Conv("conv1", 224, 224, 3, 32, 3, 2, 1)]
+    size, cin = 112, 32
+    for i, (t, c, n, s) in enumerate([(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                      (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]):
+        for b in range(n):
+            stride = s if b == 0 else 1
+            if t != 1:
+                layers.append(Conv(f"b{i}.{b}_expand", size, size, cin, cin * t, 1, 1, 0))
+            size = (size + stride - 1) // stride  # the depthwise conv (not timed here) strides
+            layers.append(Conv(f"b{i}.{b}_project", size, size, cin * t, c, 1, 1, 0))
+            cin = c
+    layers.append(Conv("conv_last", size, size, cin, 1280, 1, 1, 0))
+    return layers
+
+
+NETS = {"resnet50": resnet50, "mobilenetv2": mobilenet_v2}
+
+
+def out_size(c):
+    return (c.h + 2 * c.pad - c.k) // c.stride + 1
+
+
+def macs(c, batch):
+    o = out_size(c)
+    return batch * o * o * c.oc * c.k * c.k * c.ic
+
+
+def chain(op, x, r):
+    # x is an argument (a constant input would be constant-folded by Grappler); each call
+    # waits for the previous one, and the last one's output is returned.
+    # Every output feeds the result (nothing is pruned); Grappler is off (see main) so
+    # identical calls are not merged.
+    @tf.function
+    def f(x):
+        y = op(x)
+        outs = [tf.cast(tf.reshape(y, [-1])[:1], tf.float32)]
+        for _ in range(r - 1):
+            with tf.control_dependencies([y]):
+                y = op(x)
+            outs.append(tf.cast(tf.reshape(y, [-1])[:1], tf.float32))
+        return tf.add_n(outs)
+    return lambda: f(x)
+
+
+def time_op(op, x, repeats, target_s=0.15):
+    one = chain(op, x, 1)
+    one()
+    t0 = time.perf_counter()
+    one()
+    est = max(time.perf_counter() - t0, 1e-5)
+    r = int(min(50, max(3, target_s / est)))
+    many = chain(op, x, r + 1)
+    many()
+    diffs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        one()
+        t1 = time.perf_counter()
+        many()
+        t2 = time.perf_counter()
+        diffs.append(((t2 - t1) - (t1 - t0)) / r)
+    return max(statistics.median(diffs), 1e-7)
+
+
+def int8_op(c, rng):
+    w = rng.integers(-127, 128, (c.k, c.k, c.ic, c.oc), dtype=np.int8)
+    w = tf.constant(w)
+    bias = tf.constant(rng.uniform(-1, 1, c.oc).astype(np.float32))
+    fs = tf.constant(rng.uniform(0.001, 0.01, c.oc).astype(np.float32))
+    kw = dict(input_scale=0.02, input_zero_point=0, strides=[c.stride] * 2,
+              explicit_paddings=[c.pad] * 4, activation="RELU", output_scale=0.05)
+    return lambda x: tfq8.ops.tfq8_conv2d(x, w, bias, fs, [], **kw)
+
+
+def fp32_op(c, rng):
+    w = tf.constant(rng.normal(size=(c.k, c.k, c.ic, c.oc)).astype(np.float32))
+    pad = [[0, 0], [c.pad, c.pad], [c.pad, c.pad], [0, 0]]
+    return lambda x: tf.nn.conv2d(x, w, strides=c.stride, padding=pad)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--isa", action="append", help="ref|avx2|avx512vnni|amx (repeatable)")
+    ap.add_argument("--batch", type=int, action="append")
+    ap.add_argument("--net", action="append", choices=sorted(NETS))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-fp32", action="store_true")
+    args = ap.parse_args()
+    isas = args.isa or [os.environ.get("TFQ8_ISA") or None]
+    batches = args.batch or [1, 16]
+    nets = args.net or ["resnet50", "mobilenetv2"]
+    rng = np.random.default_rng(0)
+    totals = []
+    for net in nets:
+        shapes = collections.Counter()
+        first = {}
+        for c in NETS[net]():
+            key = c._replace(name="")
+            shapes[key] += 1
+            first.setdefault(key, c.name)
+        for batch in batches:
+            fp32 = {}
+            for isa in isas:
+                if isa:
+                    os.environ["TFQ8_ISA"] = isa
+                name = isa or "default"
+                print(f"\n## {net}, batch {batch}, path {name}\n")
+                print("| layer (×count) | shape | int8 ms | int8 GOP/s | % peak | fp32 ms | fp32/int8 |")
+                print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+                t8_sum = t32_sum = 0.0
+                gop_sum = 0.0
+                peak = PEAK_GOPS.get(isa or _default_isa(), 0.0)
+                for key, count in shapes.items():
+                    x8 = tf.constant(rng.integers(0, 256, (batch, key.h, key.w, key.ic),
+                                                  dtype=np.uint8))
+                    t8 = time_op(int8_op(key, rng), x8, args.repeats)
+                    if not args.no_fp32 and key not in fp32:
+                        xf = tf.constant(rng.normal(size=(batch, key.h, key.w, key.ic))
+                                         .astype(np.float32))
+                        fp32[key] = time_op(fp32_op(key, rng), xf, args.repeats)
+                    t32 = fp32.get(key, float("nan"))
+                    gops = 2 * macs(key, batch) / t8 / 1e9
+                    o = out_size(key)
+                    print(f"| {first[key]} (×{count}) | {key.k}x{key.k}/{key.stride} "
+                          f"{key.h}x{key.w}x{key.ic}→{o}x{o}x{key.oc} | {t8 * 1e3:.3f} | "
+                          f"{gops:.0f} | {100 * gops / peak if peak else 0:.0f}% | "
+                          f"{t32 * 1e3:.3f} | {t32 / t8:.1f} |", flush=True)
+                    t8_sum += count * t8
+                    t32_sum += count * t32
+                    gop_sum += count * 2 * macs(key, batch) / 1e9
+                print(f"| **total** | {gop_sum:.2f} GOP | **{t8_sum * 1e3:.2f}** | "
+                      f"{gop_sum / t8_sum:.0f} | {100 * gop_sum / t8_sum / peak if peak else 0:.0f}%"
+                      f" | {t32_sum * 1e3:.2f} | {t32_sum / t8_sum:.1f} |")
+                totals.append((net, batch, name, t8_sum * 1e3, t32_sum * 1e3))
+    print("\n## Totals (all timed convs)\n")
+    print("| net | batch | path | int8 ms | fp32 ms | fp32/int8 |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    for net, batch, name, t8, t32 in totals:
+        print(f"| {net} | {batch} | {name} | {t8:.2f} | {t32:.2f} | {t32 / t8:.1f} |")
+
+
+def _default_isa():
+    from tfq8 import ops  # noqa: F401
+    feats = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "amx_int8" in feats:
+        return "amx"
+    if "avx512_vnni" in feats:
+        return "avx512vnni"
+    return "avx2"
+
+
+if __name__ == "__main__":
+    main()
