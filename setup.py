@@ -109,6 +109,8 @@ def build_library(output_path, obj_dir, jobs=None, verbose=False):
     defines = [f'-DTFQ8_TF_VERSION="{tf_version}"']
     if nvcc:
         defines.append("-DTFQ8_WITH_CUDA=1")
+    # Objects depend on the TF version and on CUDA being on: keep one cache per configuration.
+    obj_dir = os.path.join(obj_dir, f"tf{tf_version}-{'cuda' if nvcc else 'cpu'}")
     os.makedirs(obj_dir, exist_ok=True)
     headers_mtime = _newest_header_mtime()
     jobs = jobs or max(1, os.cpu_count() or 1)
@@ -164,9 +166,6 @@ def build_library(output_path, obj_dir, jobs=None, verbose=False):
     tmp = output_path + ".tmp"
     _run(["g++", "-shared", "-o", tmp] + objs + link_flags + ["-Wl,--no-undefined"], output_path)
     os.replace(tmp, output_path)
-    # Records what the library was built against; tfq8 checks it at import.
-    with open(os.path.join(os.path.dirname(output_path), "BUILD_INFO"), "w") as f:
-        f.write(f"tensorflow={tf_version}\ncuda={'yes' if nvcc else 'no'}\n")
 
 
 class BuildOpLibrary(build_ext):

@@ -33,9 +33,7 @@ def test_op_library_has_gpu_kernels():
     from tensorflow.python.framework import kernels
     from tfq8 import ops
 
-    info = os.path.join(os.path.dirname(ops.library_path()), "BUILD_INFO")
-    if os.path.exists(info):
-        assert "cuda=yes" in open(info).read(), "nvcc is on the PATH but the build skipped CUDA"
+    assert ops.built_with_cuda(), "nvcc is on the PATH but the build skipped CUDA"
     syms = subprocess.run(["nm", "-D", "--defined-only", ops.library_path()],
                           capture_output=True, text=True, check=True).stdout
     assert "tfq8_cuda_conv2d" in syms, "the CUDA C API is not in the op library"

@@ -22,14 +22,20 @@ def library_path():
 
 
 def _build_info():
+    """{'tensorflow': version, 'cuda': 'yes'|'no'} compiled into the library (tfq8_build_info)."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL(library_path())
+        fn = lib.tfq8_build_info
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = ctypes.c_char_p
     info = {}
-    path = os.path.join(os.path.dirname(library_path()), "BUILD_INFO")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.strip().split("=", 1)
-                    info[k] = v
+    for line in fn().decode().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            info[k] = v
     return info
 
 
@@ -46,7 +52,10 @@ def load_op_library():
         path = library_path()
         if not os.path.exists(path):
             raise OpLibraryError(f"tfq8's op library {path} does not exist. {_REBUILD}")
-        built_for = _build_info().get("tensorflow")
+        try:
+            built_for = _build_info().get("tensorflow")
+        except OSError as e:
+            raise OpLibraryError(f"could not load {path}: {e}. {_REBUILD}") from e
         if built_for and built_for != tf.__version__:
             raise OpLibraryError(
                 f"tfq8's op library was built for TensorFlow {built_for}, but TensorFlow "
