@@ -73,7 +73,8 @@ class GraphModel:
         self.outputs = frozen.outputs
         self.signature_name = frozen.signature_name
         self._frozen = frozen
-        self._fn = export.make_callable(graph_def, frozen.inputs, frozen.outputs)
+        self._fn = export.make_callable(graph_def, frozen.inputs, frozen.outputs,
+                                        frozen.output_structure)
         self.pipeline_notes = notes
 
     def __call__(self, *args, **kwargs):
@@ -85,7 +86,8 @@ class GraphModel:
     def save(self, path):
         """Writes a SavedModel with the original signature name, input and output names."""
         export.save_saved_model(self.graph_def, self.inputs, self.outputs, path,
-                                signature_name=self.signature_name, assets=self._assets())
+                                signature_name=self.signature_name, assets=self._assets(),
+                                output_structure=self._frozen.output_structure)
         return path
 
     def op_counts(self):
@@ -98,8 +100,9 @@ class GraphModel:
 class OptimizedModel(GraphModel):
     """Result of `tfq8.optimize`: the FP32 model after the exact graph passes."""
 
-    def summary(self):
-        return self.pipeline_notes.summary() if self.pipeline_notes is not None else ""
+    def summary(self, batch=1):
+        """Per pass: what it changed or why it refused; node counts and MACs before/after."""
+        return self.pipeline_notes.summary(before=self._frozen.graph_def, batch=batch)
 
 
 class QuantizedModel(GraphModel):
@@ -157,14 +160,14 @@ class QuantizedModel(GraphModel):
         lines.append(f"  calibration: {self.config.method}, "
                      f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
         if self.pipeline_notes is not None:
-            lines.append(self.pipeline_notes.summary())
+            lines.append("FP32 passes:")
+            lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def))
         return "\n".join(lines)
 
 
 def _run_fp32_passes(frozen, passes):
-    pipe = pipeline_lib.default_pipeline(disabled=[k for k, v in (passes or {}).items() if not v])
-    result = pipe.run(frozen.graph_def, outputs=[o.tensor_name for o in frozen.outputs])
-    return result
+    pipe = pipeline_lib.default_pipeline(disable=[k for k, v in (passes or {}).items() if not v])
+    return pipe.run(frozen.graph_def, pipeline_lib.PassContext.for_model(frozen))
 
 
 def optimize(model, passes=None, signature="serving_default") -> OptimizedModel:
@@ -184,7 +187,7 @@ def _fp32_runner(graph_def, frozen, tensors):
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
     sess = tf.compat.v1.Session(graph=graph)
-    feeds = {spec.name: graph.get_tensor_by_name(spec.tensor_name) for spec in frozen.inputs}
+    feeds = {spec.name: graph.get_tensor_by_name(spec.tensor) for spec in frozen.inputs}
     fetches = [graph.get_tensor_by_name(t) for t in tensors]
 
     def run(batch):
@@ -221,7 +224,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     frozen = frontend.load_model(model, signature=signature)
     result = _run_fp32_passes(frozen, config.passes)
     fp32 = result.graph_def
-    outputs = [o.tensor_name for o in frozen.outputs]
+    outputs = [o.tensor for o in frozen.outputs]
     plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
                         per_channel=config.per_channel)
     if config.calibration_table is not None:

@@ -43,8 +43,8 @@ def layer_sqnr(model, data, batch_size=16, max_samples=512):
         rows.append(row)
     sig = np.zeros(len(fetch32))
     noise = np.zeros(len(fetch32))
-    feeds32 = {s.name: g32.get_tensor_by_name(s.tensor_name) for s in model.inputs}
-    feeds8 = {s.name: g8.get_tensor_by_name(s.tensor_name) for s in model.inputs}
+    feeds32 = {s.name: g32.get_tensor_by_name(s.tensor) for s in model.inputs}
+    feeds8 = {s.name: g8.get_tensor_by_name(s.tensor) for s in model.inputs}
     t32 = [g32.get_tensor_by_name(t) for t in fetch32]
     t8 = [g8.get_tensor_by_name(t) for t in fetch8]
     seen = 0

@@ -106,9 +106,10 @@ class _Graph:
             return None
         return tensor_util.MakeNdarray(n.attr["value"].tensor)
 
-    def sole_consumer(self, t: str, outputs: set):
+    def sole_consumer(self, t: str, outputs: set, taken=()):
+        """The only consumer of t, unless t is a graph output or the consumer is taken."""
         cons = self.consumers.get(tensor_name(t), [])
-        if len(cons) != 1 or tensor_name(t) in outputs:
+        if len(cons) != 1 or tensor_name(t) in outputs or cons[0] in taken:
             return None
         return self.nodes[cons[0]]
 
@@ -243,7 +244,7 @@ class QuantizePlan:
         return [int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1])]
 
     def _absorb_activation(self, grp):
-        nxt = self.g.sole_consumer(grp.out_node + ":0", self.outputs)
+        nxt = self.g.sole_consumer(grp.out_node + ":0", self.outputs, self.member)
         if (nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt)
                 and grp.activation == "NONE"):
             grp.activation = ACT_OPS[nxt.op]
@@ -353,14 +354,14 @@ class QuantizePlan:
         # Walk forward: BiasAdd, activation, residual add.
         out = n.name
         oc = attrs["weights"].shape[-1] if kind != "depthwise" else w.shape[2] * w.shape[3]
-        nxt = g.sole_consumer(out + ":0", self.outputs)
+        nxt = g.sole_consumer(out + ":0", self.outputs, self.member)
         if bias is None and nxt is not None and nxt.op in ("BiasAdd", "AddV2", "Add"):
             b = g.const_value(nxt.input[1])
             if b is not None and b.size == oc and b.ndim <= 1 + (b.ndim > 1 and b.shape[-1] == oc):
                 bias = b.reshape(-1)
                 grp.nodes.append(nxt.name)
                 out = nxt.name
-                nxt = g.sole_consumer(out + ":0", self.outputs)
+                nxt = g.sole_consumer(out + ":0", self.outputs, self.member)
         if activation == "NONE" and nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt):
             activation = ACT_OPS[nxt.op]
             grp.nodes.append(nxt.name)
@@ -378,7 +379,7 @@ class QuantizePlan:
                     grp.summand = tensor_name(skip)
                     grp.nodes.append(nxt.name)
                     out = nxt.name
-                    nxt = g.sole_consumer(out + ":0", self.outputs)
+                    nxt = g.sole_consumer(out + ":0", self.outputs, self.member)
                     if nxt is not None and nxt.op in ACT_OPS and not self._kept(nxt):
                         activation = ACT_OPS[nxt.op]
                         grp.nodes.append(nxt.name)
