@@ -170,6 +170,7 @@ def _match_op(index, node, pat: Op, m: Match, is_root: bool, strict: bool):
             result = _match_input(index, inputs[ii], pat.inputs[pi], trial, strict)
             if not result:
                 break
+            trial = result  # an Op input returns its own extended copy
         if result:
             return result
         if best is None or (result.interesting and not best.interesting):

@@ -1,0 +1,155 @@
+"""Export: a GraphDef with its signature → a callable (tf.function) and a SavedModel.
+
+    fn = make_callable(graph_def, inputs, outputs, output_structure="tensor")
+    y = fn(x)                       # or fn(input_name=x); same names, dtypes, None batch
+    save_saved_model(graph_def, inputs, outputs, "/tmp/m", "serving_default",
+                     assets={"calibration.json": table_json})
+
+The graph is imported as given (``tf.graph_util.import_graph_def`` inside a ``tf.function``
+whose input_signature repeats the original one) — no Grappler, no rewriting, so graphs with
+custom ops (``Tfq8*``) export as long as their op library is loaded (``import tfq8``). The
+SavedModel has one signature with the original input/output names and dtypes; it loads with
+``tf.saved_model.load`` (``loaded(x)`` returns the original structure, ``loaded.signatures[name]``
+a dict) and with the TF1 loader ``tf.compat.v1.saved_model.loader.load`` + ``Session.run`` (TF
+Serving's path). ``assets`` land in ``<path>/assets/``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from tfq8.graph import TensorInfo
+
+__all__ = ["GraphModel", "make_callable", "save_saved_model"]
+
+_STRUCTURES = ("tensor", "dict", "list", "tuple")
+
+
+def _default_structure(outputs: Sequence[TensorInfo]) -> str:
+    return "tensor" if len(outputs) == 1 and outputs[0].name == "output_0" else "dict"
+
+
+class GraphModel(tf.Module):
+    """A GraphDef behind a ``tf.function`` with the original input signature.
+
+    ``model(*xs)`` / ``model(**{input_name: x})`` returns what the original returned (a tensor,
+    a dict keyed by output name, a list or a tuple); ``model.signature`` is the concrete
+    function that returns a dict (what a SavedModel signature holds).
+    """
+
+    def __init__(self, graph_def: graph_pb2.GraphDef, inputs: Sequence[TensorInfo],
+                 outputs: Sequence[TensorInfo], output_structure: Optional[str] = None):
+        super().__init__(name="tfq8_graph_model")
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        structure = output_structure or _default_structure(outputs)
+        if structure not in _STRUCTURES:
+            raise ValueError(f"output_structure must be one of {_STRUCTURES}, got {structure!r}")
+        if structure == "tensor" and len(outputs) != 1:
+            raise ValueError(f"output_structure 'tensor' needs exactly one output, got "
+                             f"{len(outputs)}")
+        self.output_structure = structure
+        self._graph_def = graph_def
+        names = [t.name for t in inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique: {names}")
+        specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in inputs]
+        in_map_keys = [t.tensor for t in inputs]
+        out_tensors = [t.tensor for t in outputs]
+        out_names = [t.name for t in outputs]
+
+        def run_graph(args):
+            return tf.graph_util.import_graph_def(
+                graph_def, input_map=dict(zip(in_map_keys, args)),
+                return_elements=out_tensors, name="graph")
+
+        def structured(*args):
+            outs = run_graph(args)
+            if structure == "tensor":
+                return outs[0]
+            if structure == "dict":
+                return dict(zip(out_names, outs))
+            return list(outs) if structure == "list" else tuple(outs)
+
+        def as_dict(*args):
+            return dict(zip(out_names, run_graph(args)))
+
+        self.function = tf.function(structured, input_signature=specs, autograph=False)
+        self._signature_fn = tf.function(as_dict, input_signature=specs, autograph=False)
+
+    @property
+    def graph_def(self) -> graph_pb2.GraphDef:
+        return self._graph_def
+
+    @property
+    def signature(self):
+        """The concrete function for a SavedModel signature (returns a dict)."""
+        return self._signature_fn.get_concrete_function()
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            names = [t.name for t in self.inputs]
+            unknown = set(kwargs) - set(names)
+            if unknown:
+                raise TypeError(f"unknown input(s) {sorted(unknown)}; inputs: {names}")
+            if len(args) + len(kwargs) != len(names):
+                raise TypeError(f"expected {len(names)} inputs ({names}), got "
+                                f"{len(args)} positional and {sorted(kwargs)}")
+            args = list(args) + [kwargs[n] for n in names[len(args):]]
+        return self.function(*args)
+
+    def save(self, path: str, signature_name: str = "serving_default",
+             assets: Optional[Mapping[str, Union[bytes, str]]] = None) -> str:
+        return _save(self, path, signature_name, assets)
+
+
+def make_callable(graph_def, inputs: Optional[Sequence[TensorInfo]] = None,
+                  outputs: Optional[Sequence[TensorInfo]] = None,
+                  output_structure: Optional[str] = None) -> GraphModel:
+    """A :class:`GraphModel` over ``graph_def``. ``inputs``/``outputs``: TensorInfo records
+    (``tfq8.frontend.FrozenModel.inputs``/``outputs``). A FrozenModel may be passed alone.
+    ``output_structure``: "tensor", "dict", "list" or "tuple"; default: a FrozenModel's own, else
+    "tensor" for a single output named ``output_0`` and "dict" otherwise."""
+    if inputs is None and hasattr(graph_def, "graph_def"):
+        model = graph_def
+        return GraphModel(model.graph_def, model.inputs, model.outputs,
+                          output_structure or getattr(model, "output_structure", None))
+    if inputs is None or outputs is None:
+        raise TypeError("make_callable(graph_def, inputs, outputs) needs inputs and outputs")
+    return GraphModel(graph_def, inputs, outputs, output_structure)
+
+
+def save_saved_model(graph_def, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo],
+                     path: str, signature_name: str = "serving_default",
+                     assets: Optional[Mapping[str, Union[bytes, str]]] = None,
+                     output_structure: Optional[str] = None) -> str:
+    """Writes a SavedModel (tag "serve") with one signature ``signature_name`` whose inputs and
+    outputs keep their names and dtypes (unknown batch stays -1). ``assets``: {file name:
+    bytes or str} written to ``<path>/assets/``. Returns ``path``."""
+    return _save(GraphModel(graph_def, inputs, outputs, output_structure), path,
+                 signature_name, assets)
+
+
+def _save(model: GraphModel, path: str, signature_name: str, assets) -> str:
+    module = tf.Module()
+    module.__call__ = model.function  # tf.saved_model.load(path)(x) works like the original
+    signatures = {signature_name: model.signature}
+    with tempfile.TemporaryDirectory(prefix="tfq8_assets_") as tmp:
+        if assets:
+            module.assets = [tf.saved_model.Asset(_write_asset(tmp, name, data))
+                             for name, data in sorted(assets.items())]
+        tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+def _write_asset(tmp: str, name: str, data) -> str:
+    if os.path.basename(name) != name or name in ("", ".", ".."):
+        raise ValueError(f"asset name {name!r} must be a plain file name")
+    p = os.path.join(tmp, name)
+    with open(p, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else bytes(data))
+    return p

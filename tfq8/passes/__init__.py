@@ -1,0 +1,19 @@
+"""Graph passes. Each pass: GraphDef → GraphDef, pure, named, individually testable.
+
+    from tfq8.passes import default_pipeline, PassContext
+    result = default_pipeline(disable={"move_strides"}).run(frozen.graph_def,
+                                                             PassContext.for_model(frozen))
+    print(result.summary(before=frozen.graph_def))
+
+FP32 passes, in pipeline order: fold_batchnorm → move_strides → fuse_activations.
+"""
+from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
+                                  PassResult, Pipeline, PipelineResult, count_macs,
+                                  default_pipeline)
+from tfq8.passes.fold_batchnorm import FoldBatchNorm
+from tfq8.passes.move_strides import MoveStrides
+from tfq8.passes.fuse_activations import FuseActivations, FusionGroup, fusion_groups
+
+__all__ = ["FoldBatchNorm", "FuseActivations", "FusionGroup", "MAC_RULES", "MacReport",
+           "MoveStrides", "Note", "Pass", "PassContext", "PassError", "PassResult", "Pipeline",
+           "PipelineResult", "count_macs", "default_pipeline", "fusion_groups"]
