@@ -1,0 +1,123 @@
+"""Tfq8Quantize / Tfq8Dequantize / Tfq8Requantize: every CPU path bit-exact vs numpy_ref over
+lengths that hit SIMD bodies, tails and several parallel chunks; NaN / ±Inf / saturation; rounding
+ties (half to even); bad attributes. Exact equality everywhere: the contract is bit-exact."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfq8
+from tests.ops import numpy_ref as ref
+from tests.ops.isa_util import assert_all_equal, run_all_isas
+
+F32 = np.float32
+LENGTHS = [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 1000, 40000]
+QPARAMS = [(0.1, 128), (0.02, 0), (1.0, 255), (0.0037, 17), (250.0, 1)]
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_quantize_bit_exact(n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 10).astype(F32)
+    for scale, zp in QPARAMS:
+        got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(x, scale=scale, zero_point=zp))
+        assert_all_equal(got, ref.quantize(x, F32(scale), zp), f"n={n} {scale} {zp}")
+
+
+def test_quantize_nan_inf_saturation_and_ties():
+    special = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 3.4e38, -3.4e38,
+                        1e-45, -1e-45], F32)
+    ties = np.arange(-300, 301, dtype=F32) + F32(0.5)  # scale 1: every value is a tie
+    x = np.concatenate([special, ties, special])
+    for zp in (0, 128, 255):
+        got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(x, scale=1.0, zero_point=zp))
+        exp = ref.quantize(x, F32(1.0), zp)
+        assert_all_equal(got, exp, f"zp={zp}")
+    exp = ref.quantize(x, F32(1.0), 128)
+    assert exp[0] == 0 and exp[1] == 255 and exp[2] == 0  # NaN → 0, ±Inf saturate
+    t = exp[len(special):len(special) + len(ties)]
+    # 0.5 → 0, 1.5 → 2, 2.5 → 2, -0.5 → 0, -1.5 → -2 (plus zp 128).
+    assert t[300] == 128 and t[301] == 130 and t[302] == 130 and t[299] == 128 and t[298] == 126
+    # scale 0.1: the doc's worked example, 0.25 → 2.5 → 2 → 130; -20 saturates to 0.
+    assert ref.quantize(np.array([0.25, -20], F32), F32(0.1), 128).tolist() == [130, 0]
+    got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(np.array([0.25, -20], F32), scale=0.1,
+                                                      zero_point=128))
+    assert_all_equal(got, np.array([130, 0], np.uint8), "doc example")
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_dequantize_bit_exact(n):
+    rng = np.random.default_rng(n + 1)
+    q = rng.integers(0, 256, n, dtype=np.uint8)
+    for scale, zp in QPARAMS:
+        got = run_all_isas(lambda: tfq8.ops.tfq8_dequantize(q, scale=scale, zero_point=zp))
+        assert_all_equal(got, ref.dequantize(q, F32(scale), zp), f"n={n}")
+    a = rng.integers(-2**31, 2**31 - 1, n, dtype=np.int64).astype(np.int32)
+    got = run_all_isas(lambda: tfq8.ops.tfq8_dequantize(a, scale=0.001))
+    assert_all_equal(got, ref.dequantize(a, F32(0.001), 0), "int32")
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_requantize_bit_exact(n):
+    rng = np.random.default_rng(n + 2)
+    q = rng.integers(0, 256, n, dtype=np.uint8)
+    for (si, zi), (so, zo) in [(QPARAMS[0], QPARAMS[1]), (QPARAMS[1], QPARAMS[0]),
+                               (QPARAMS[3], QPARAMS[4]), (QPARAMS[2], QPARAMS[2]),
+                               ((0.5, 128), (1.0, 128))]:
+        got = run_all_isas(lambda: tfq8.ops.tfq8_requantize(
+            q, input_scale=si, input_zero_point=zi, output_scale=so, output_zero_point=zo))
+        assert_all_equal(got, ref.requantize(q, F32(si), zi, F32(so), zo), f"n={n} {si}->{so}")
+
+
+def test_requantize_ties_and_identity():
+    q = np.arange(256, dtype=np.uint8)
+    exp = ref.requantize(q, F32(0.5), 128, F32(1.0), 128)
+    assert exp[129] == 128 and exp[131] == 130 and exp[127] == 128  # 0.5→0, 1.5→2, -0.5→0
+    assert_all_equal(run_all_isas(lambda: tfq8.ops.tfq8_requantize(
+        q, input_scale=0.5, input_zero_point=128, output_scale=1.0, output_zero_point=128)),
+        exp, "ties")
+    assert_all_equal(run_all_isas(lambda: tfq8.ops.tfq8_requantize(
+        q, input_scale=0.3, input_zero_point=7, output_scale=0.3, output_zero_point=7)),
+        q, "identity")
+
+
+def test_graph_mode_and_round_trip():
+    @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32)])
+    def f(x):
+        q = tfq8.ops.tfq8_quantize(x, scale=0.05, zero_point=128)
+        r = tfq8.ops.tfq8_requantize(q, input_scale=0.05, input_zero_point=128,
+                                     output_scale=0.1, output_zero_point=128)
+        return q, tfq8.ops.tfq8_dequantize(r, scale=0.1, zero_point=128)
+
+    x = np.random.default_rng(0).uniform(-6, 6, (4, 5)).astype(F32)
+    q, y = f(x)
+    np.testing.assert_array_equal(q.numpy(), ref.quantize(x, F32(0.05), 128))
+    # Two roundings of at most half a step each (0.025 then 0.05) → within one output step.
+    assert np.abs(y.numpy() - x).max() <= 0.1 * 0.75 + 1e-6
+    assert f(x[:1])[0].shape == (1, 5)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: tfq8.ops.tfq8_quantize([1.0], scale=0.0), "scale must be a finite number > 0"),
+    (lambda: tfq8.ops.tfq8_quantize([1.0], scale=-1.0), "scale must be a finite number > 0"),
+    (lambda: tfq8.ops.tfq8_quantize([1.0], scale=float("nan")), "scale must be"),
+    (lambda: tfq8.ops.tfq8_quantize([1.0], scale=float("inf")), "scale must be"),
+    (lambda: tfq8.ops.tfq8_quantize([1.0], scale=1.0, zero_point=256), "zero_point must be"),
+    (lambda: tfq8.ops.tfq8_dequantize(np.zeros(2, np.uint8), scale=1.0, zero_point=-1),
+     "zero_point must be"),
+    (lambda: tfq8.ops.tfq8_dequantize(np.zeros(2, np.int32), scale=1.0, zero_point=3),
+     "int32 tensor needs zero_point 0"),
+    (lambda: tfq8.ops.tfq8_requantize(np.zeros(2, np.uint8), input_scale=0.0, output_scale=1.0),
+     "input_scale must be"),
+    (lambda: tfq8.ops.tfq8_requantize(np.zeros(2, np.uint8), input_scale=1.0, output_scale=1.0,
+                                      output_zero_point=300), "output_zero_point must be"),
+])
+def test_bad_attrs(call, message):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
+        call()
+
+
+def test_forcing_an_unknown_isa_is_an_error():
+    from tests.ops.isa_util import forced_isa
+    with forced_isa("sse9"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not a known path"):
+            tfq8.ops.tfq8_quantize([1.0], scale=1.0)
