@@ -136,11 +136,17 @@ class QuantizedModel(GraphModel):
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul", "Tfq8Add",
                     "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat"}
-        for op, c in self.op_counts().items():
-            if op not in int8_ops and op not in ("Const", "Placeholder", "Identity",
-                                                  "Tfq8Quantize", "Tfq8Dequantize", "NoOp"):
-                fp32_ops[op] = c
-        return {"layers": rows, "fp32_ops": fp32_ops, "op_counts": self.op_counts()}
+        on_uint8 = {}
+        for n in self.graph_def.node:
+            if n.op in int8_ops or n.op in ("Const", "Placeholder", "Identity", "NoOp",
+                                            "Tfq8Quantize", "Tfq8Dequantize"):
+                continue
+            if "T" in n.attr and n.attr["T"].type == tf.uint8.as_datatype_enum:
+                on_uint8[n.op] = on_uint8.get(n.op, 0) + 1   # stock data movement on INT8
+            else:
+                fp32_ops[n.op] = fp32_ops.get(n.op, 0) + 1
+        return {"layers": rows, "fp32_ops": fp32_ops, "stock_ops_on_int8": on_uint8,
+                "op_counts": self.op_counts()}
 
     def summary(self):
         rep = self.report()
@@ -154,6 +160,10 @@ class QuantizedModel(GraphModel):
                  f"  layers kept in FP32: {len(fp32)}"]
         for r in fp32:
             lines.append(f"    {r['node']} ({r['op']}): {r['reason']}")
+        if rep["stock_ops_on_int8"]:
+            lines.append("  stock TF ops moving INT8 data: "
+                         + ", ".join(f"{op} {c}" for op, c in
+                                     sorted(rep["stock_ops_on_int8"].items())))
         if rep["fp32_ops"]:
             lines.append("  FP32 ops left in the graph: "
                          + ", ".join(f"{op} {c}" for op, c in sorted(rep["fp32_ops"].items())))

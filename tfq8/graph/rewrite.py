@@ -49,8 +49,8 @@ class Editor:
     """Mutable view of a *copy* of ``graph_def``."""
 
     def __init__(self, graph_def: graph_pb2.GraphDef, outputs: Iterable[str] = ()):
-        self._versions = graph_def.versions
-        self._library = graph_def.library
+        self._versions = graph_def.versions if graph_def.HasField("versions") else None
+        self._library = graph_def.library if graph_def.HasField("library") else None
         self._nodes: Dict[str, node_def_pb2.NodeDef] = {}
         self._key: Dict[str, float] = {}
         for i, n in enumerate(graph_def.node):
@@ -197,8 +197,10 @@ class Editor:
                         work.append(src)
         self._place_new_nodes()
         out = graph_pb2.GraphDef()
-        out.versions.CopyFrom(self._versions)
-        out.library.CopyFrom(self._library)
+        if self._versions is not None:
+            out.versions.CopyFrom(self._versions)
+        if self._library is not None:
+            out.library.CopyFrom(self._library)
         for name in _stable_topo(nodes, self._key):
             out.node.append(nodes[name])
         return out

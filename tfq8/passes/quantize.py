@@ -10,7 +10,7 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
                                                        ⇒ Tfq8Conv2D(summand=skip)   (residual add)
     AddV2(a, b) [→ Relu|Relu6]                                             ⇒ Tfq8Add
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
-    Pad(0) feeding INT8 ops only, Reshape, Squeeze, Identity               ⇒ same op on uint8 (Pad
+    Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
                                                                              pads with the zero point)
 
 Conv weights become int8 with per-output-channel scales (W_q = rne(W / s_w), s_w = max|W|/127);
@@ -43,7 +43,8 @@ from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
 ACT_OPS = {"Relu": "RELU", "Relu6": "RELU6"}
 POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
-PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims"}
+# Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale.
+PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice"}
 ADD_OPS = {"AddV2", "Add"}
 
 
