@@ -1,11 +1,13 @@
 """Fuzzing of the depthwise/pool/concat/add ops (no crash; bad inputs raise InvalidArgumentError
 with a message; valid ones match numpy_ref), and the framework-free micro-kernel harness
-(custom_ops/kernels/cpu/dwconv_test.cc) for the AVX512 and AVX2 kernels.
+(custom_ops/kernels/cpu/dwconv_test.cc) for the AVX512 and AVX2 depthwise, pooling, add and
+elementwise (quantize/dequantize/requantize) kernels.
 
 The AVX512 kernels run natively where the CPU has AVX512-VNNI; elsewhere the harness is compiled
 with SIMDe emulating the AVX512 intrinsics (tests/ops/simde_avx512_shim), so their lane logic
 (unpack order, vpdpbusd, packs, masks) is still checked bit for bit against the reference.
 """
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -34,9 +36,8 @@ def _simde_available():
 
 def _build_harness(tmp, emulate_avx512):
     flags = ["-std=c++17", "-O1", "-ffp-contract=off", f"-I{ROOT}", "-w"]
-    objs = []
-    for f in ["dwconv", "dwconv_ref", "pool_ref", "add_ref", "isa", "dwconv_test",
-              "dwconv_avx2", "pool_avx2", "add_avx2", "dwconv_avx512", "pool_avx512", "add_avx512"]:
+
+    def compile_one(f):
         extra = []
         if f.endswith("_avx2"):
             extra = AVX2
@@ -45,7 +46,13 @@ def _build_harness(tmp, emulate_avx512):
         obj = os.path.join(tmp, f + ".o")
         subprocess.run(["g++", "-c", os.path.join(KDIR, f + ".cc"), "-o", obj] + flags + extra,
                        check=True, capture_output=True)
-        objs.append(obj)
+        return obj
+
+    names = ["dwconv_avx512", "elementwise_avx512", "pool_avx512", "add_avx512", "dwconv",
+             "dwconv_ref", "pool_ref", "add_ref", "elementwise_ref", "isa", "dwconv_test",
+             "dwconv_avx2", "pool_avx2", "add_avx2", "elementwise_avx2"]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        objs = list(pool.map(compile_one, names))
     exe = os.path.join(tmp, "dwconv_test")
     subprocess.run(["g++"] + objs + ["-o", exe], check=True, capture_output=True)
     return exe

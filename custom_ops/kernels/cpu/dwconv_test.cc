@@ -1,4 +1,4 @@
-// Framework-free tester of the depthwise, pooling and add micro-kernels of one ISA against the
+// Framework-free tester of the depthwise, pooling, add and elementwise micro-kernels of one ISA against the
 // scalar references: exact equality over shape/epilogue sweeps. Built and run by
 // tests/ops/test_misc_fuzz.py::test_cpu_kernels_native_harness (natively where the CPU has the
 // ISA, or with the AVX512 intrinsics emulated by SIMDe on CPUs without AVX512, so the AVX512
@@ -15,6 +15,7 @@
 
 #include "custom_ops/kernels/cpu/add.h"
 #include "custom_ops/kernels/cpu/dwconv.h"
+#include "custom_ops/kernels/cpu/elementwise.h"
 #include "custom_ops/kernels/cpu/pool.h"
 
 using namespace tfq8;
@@ -134,12 +135,45 @@ bool CheckPoolAdd(Isa isa) {
   return true;
 }
 
+bool CheckElementwise(Isa isa) {
+  const float specials[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f, -0.0f, 0.5f, 1.5f,
+                            2.5f, -0.5f, -1.5f, 127.5f, -128.5f, 3.4e38f};
+  for (size_t n : {0, 1, 7, 8, 15, 16, 17, 33, 64, 100}) {
+    std::vector<float> x(n + 15);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = i < 15 ? specials[i] : RandF(-300, 300);
+    std::vector<uint8_t> q(x.size()), want(x.size()), got(x.size());
+    std::vector<float> fw(x.size()), fg(x.size());
+    for (auto& v : q) v = static_cast<uint8_t>(Rand(0, 255));
+    for (float scale : {1.0f, 0.1f, 0.5f, 3.7f}) {
+      for (int zp : {0, 128, 255}) {
+        const QuantizeParams qp = MakeQuantizeParams(scale, zp);
+        f32_qu8_vcvt_ukernel__ref(x.size(), x.data(), want.data(), qp);
+        GetQuantizeKernel(isa)(x.size(), x.data(), got.data(), qp);
+        const RequantizeParams rp = MakeRequantizeParams(0.5f, 128, scale, zp);
+        std::vector<uint8_t> rw(q.size()), rg(q.size());
+        qu8_vrequant_ukernel__ref(q.size(), q.data(), rw.data(), rp);
+        GetRequantizeKernel(isa)(q.size(), q.data(), rg.data(), rp);
+        qu8_f32_vcvt_ukernel__ref(q.size(), q.data(), fw.data(), zp, scale);
+        GetDequantizeKernel(isa)(q.size(), q.data(), fg.data(), zp, scale);
+        cases += 3;
+        if (want != got || rw != rg || std::memcmp(fw.data(), fg.data(), fw.size() * 4) != 0) {
+          std::printf("FAIL elementwise n%zu scale%g zp%d: quantize %d requantize %d dequantize %d\n",
+                      n, scale, zp, want != got, rw != rg,
+                      std::memcmp(fw.data(), fg.data(), fw.size() * 4) != 0);
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string which = argc > 1 ? argv[1] : "avx512vnni";
   const Isa isa = which == "avx2" ? Isa::kAvx2 : Isa::kAvx512Vnni;
-  if (!CheckPoolAdd(isa)) return 1;
+  if (!CheckPoolAdd(isa) || !CheckElementwise(isa)) return 1;
   const int chans[] = {1, 3, 16, 17, 40, 64, 65, 96, 130};
   const int ks[][2] = {{3, 3}, {5, 5}, {1, 1}, {3, 1}, {2, 3}};
   for (int c : chans) {

@@ -73,6 +73,20 @@ inline void _mm512_mask_cvtusepi32_storeu_epi8(void* p, __mmask16 k, __m512i a) 
     if ((k >> i) & 1) static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(u > 255 ? 255 : u);
   }
 }
+inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void* p) {
+  tfq8_shim::F32 r = {};
+  for (int i = 0; i < 16; ++i) if ((k >> i) & 1) std::memcpy(&r.v[i], static_cast<const float*>(p) + i, 4);
+  return tfq8_shim::FromF(r);
+}
+inline __m128i _mm512_cvtusepi32_epi8(__m512i a) {
+  tfq8_shim::I32 r = tfq8_shim::ToI(a);
+  uint8_t b[16];
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t u = static_cast<uint32_t>(r.v[i]);
+    b[i] = static_cast<uint8_t>(u > 255 ? 255 : u);
+  }
+  __m128i v; std::memcpy(&v, b, 16); return v;
+}
 #define _mm512_shuffle_f32x4(a, b, imm) \
   simde_mm512_castsi512_ps(simde_mm512_shuffle_i32x4(simde_mm512_castps_si512(a), \
                                                      simde_mm512_castps_si512(b), imm))
