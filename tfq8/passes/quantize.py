@@ -160,7 +160,13 @@ class QuantizePlan:
 
     # ---------------------------------------------------------------- matching
     def _kept(self, n):
-        return n.name in self.keep or n.op in self.keep
+        """keep_fp32 entries match an op type, a node name, or a name scope — e.g. a Keras
+        layer name ("conv2") matches its nodes "model/conv2_1/Conv2D" (Keras adds "_<n>")."""
+        if n.name in self.keep or n.op in self.keep:
+            return True
+        scopes = n.name.split("/")[:-1]
+        return any(s == k or (s.startswith(k + "_") and s[len(k) + 1:].isdigit())
+                   for k in self.keep for s in scopes)
 
     def _shape(self, t):
         return self.tfgraph.get_tensor_by_name(tensor_name(t)).shape
@@ -552,9 +558,14 @@ class QuantizePlan:
                 dq.attr["T"].type = tf.uint8.as_datatype_enum
                 dq.attr["scale"].f = qp[t].scale
                 dq.attr["zero_point"].i = qp[t].zero_point
-        # Quantize nodes were appended where first needed; restore a topological order.
+        # Quantize nodes were appended where first needed; restore a topological order, and drop
+        # what no output needs any more (the FP32 weights of replaced layers).
         _topo_sort(out)
+        _prune_dead(out, {node_of(t) for t in self.outputs} | self._placeholders())
         return out, self.reports
+
+    def _placeholders(self):
+        return {n.name for n in self.graph_def.node if n.op == "Placeholder"}
 
     def _const(self, out, name, value, dtype):
         nd = out.node.add()
@@ -660,6 +671,20 @@ class QuantizePlan:
                 a[k].CopyFrom(v)
             a["T"].type = tf.uint8.as_datatype_enum
         return rep
+
+
+def _prune_dead(graph_def, keep):
+    by_name = {n.name: n for n in graph_def.node}
+    live, stack = set(), [k for k in keep if k in by_name]
+    while stack:
+        name = stack.pop()
+        if name in live:
+            continue
+        live.add(name)
+        stack.extend(node_of(i) for i in by_name[name].input if node_of(i) in by_name)
+    kept = [n for n in graph_def.node if n.name in live]
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
 
 
 def _topo_sort(graph_def):

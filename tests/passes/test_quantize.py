@@ -1,0 +1,170 @@
+"""Quantize pass: which INT8 ops it emits, and that their numerics are exactly the contract's.
+
+The strongest check here is bit-equality of a quantized conv model with the numpy reference of
+docs/int8_numerics.md (tests/ops/numpy_ref.py) fed with the scales the pass chose: it proves
+weight quantization, padding, scales and the fused epilogue are wired as specified. The other
+tests check structure (fused requantization, residual summands, concat scales, FP32 fallback and
+its report) and end-to-end closeness to FP32 (cosine ≥ 0.999 on small random models, where
+8-bit quantization noise is ~1e-3 of the signal).
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfq8
+from tfq8.calibration import quantize_weights, weight_scales
+from tests.ops import numpy_ref
+
+RNG = np.random.default_rng(0)
+
+
+def _randomize_bn(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
+            layer.beta.assign(rng.normal(0, 0.1, c))
+            layer.moving_mean.assign(rng.normal(0, 0.1, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+
+
+def _ops(model):
+    counts = {}
+    for n in model.graph_def.node:
+        counts[n.op] = counts.get(n.op, 0) + 1
+    return counts
+
+
+def _cosine(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _config(**kw):
+    kw.setdefault("verbose", False)
+    kw.setdefault("method", "minmax")
+    return tfq8.QuantConfig(**kw)
+
+
+def test_single_conv_matches_numpy_reference_bit_exactly():
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((9, 11, 5))
+    out = keras.layers.Conv2D(7, 3, strides=2, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, out)
+    model.layers[1].bias.assign(RNG.normal(0, 0.5, 7))
+    x = RNG.normal(0, 1, (6, 9, 11, 5)).astype(np.float32)
+    q = tfq8.quantize(model, x, _config())
+
+    table = q.calibration_table
+    (in_t,) = [t for t in table if "conv2d" not in t.lower()]
+    qin = table[in_t].qparams
+    assert qin.zero_point == 128  # the input has negative values: s8 shifted by +128
+    w, b = model.layers[1].kernel.numpy(), model.layers[1].bias.numpy()
+    scales = weight_scales(w, axis=-1)
+    wq = quantize_weights(w, scales, axis=-1)
+    xq = numpy_ref.quantize(x, qin.scale, qin.zero_point)
+    pt, pb = numpy_ref.same_pads(9, 3, 2)
+    pl, pr = numpy_ref.same_pads(11, 3, 2)
+    ref = numpy_ref.conv2d(xq, wq, b, scales, input_scale=qin.scale,
+                           input_zero_point=qin.zero_point, strides=(2, 2),
+                           pads=(pt, pb, pl, pr), activation="RELU", out_type="float32")
+    got = q(x).numpy()
+    np.testing.assert_array_equal(got, ref)
+    # and it is close to FP32 (one conv: error ≈ input + weight quantization noise)
+    np.testing.assert_allclose(got, model(x).numpy(), atol=0.05 * np.abs(ref).max())
+    assert _ops(q) == {"Placeholder": 1, "Tfq8Quantize": 1, "Tfq8Conv2D": 1, "Const": 3,
+                       "Identity": _ops(q).get("Identity", 0)}
+
+
+def _resnet_block_model():
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(y)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(10)(x)
+    return keras.Model(inp, out)
+
+
+def test_residual_block_is_fully_int8_with_fused_summand():
+    keras.utils.set_random_seed(2)
+    model = _resnet_block_model()
+    _randomize_bn(model, RNG)
+    x = RNG.normal(0, 1, (40, 16, 16, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Conv2D") == 3 and ops.get("Tfq8MatMul") == 1
+    assert ops.get("Tfq8MaxPool") == 1 and ops.get("Tfq8Mean") == 1
+    # Fused requantization: only the model input is quantized, and the logits come out of the
+    # MatMul as f32 directly: no Dequantize anywhere, no FP32 Add/Relu left.
+    assert ops.get("Tfq8Quantize") == 1
+    assert "Tfq8Dequantize" not in ops and "Tfq8Add" not in ops
+    assert not {"AddV2", "Add", "Relu", "Conv2D", "_FusedConv2D"} & set(ops)
+    convs = [n for n in q.graph_def.node if n.op == "Tfq8Conv2D"]
+    summed = [n for n in convs if n.attr["num_summand"].i == 1]
+    assert len(summed) == 1 and summed[0].attr["activation"].s == b"RELU"
+    assert all(r.int8 for r in q.layers)
+    cos = _cosine(model(x[32:]).numpy(), q(x[32:]).numpy())
+    assert cos.min() >= 0.999, cos
+
+
+def test_concat_inputs_written_in_the_concat_scale():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((12, 12, 4))
+    a = keras.layers.Conv2D(8, 1, activation="relu")(inp)
+    b = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    c = keras.layers.AveragePooling2D(3, strides=1, padding="same")(inp)
+    c = keras.layers.Conv2D(5, 1, activation="relu")(c)
+    x = keras.layers.Concatenate()([a, b, c])
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    model = keras.Model(inp, keras.layers.Flatten()(x))
+    data = RNG.normal(0, 1, (24, 12, 12, 4)).astype(np.float32)
+    q = tfq8.quantize(model, data[:16], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Concat") == 1 and ops.get("Tfq8AvgPool") == 1
+    (cat,) = [n for n in q.graph_def.node if n.op == "Tfq8Concat"]
+    out_scale = cat.attr["output_scale"].f
+    assert list(cat.attr["input_scales"].list.f) == [out_scale] * 3  # the concat only copies
+    assert _cosine(model(data[16:]).numpy(), q(data[16:]).numpy()).min() >= 0.999
+
+
+def test_unsupported_and_kept_layers_stay_fp32_and_are_reported():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="first")(inp)
+    x = keras.layers.Conv2D(8, 3, activation="sigmoid", name="sig")(x)   # sigmoid: FP32
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="kept")(x)
+    model = keras.Model(inp, keras.layers.Flatten()(x))
+    data = RNG.normal(0, 1, (16, 10, 10, 3)).astype(np.float32)
+    q = tfq8.quantize(model, data, _config(keep_fp32=["kept"]))
+    rep = q.report()
+    assert "Sigmoid" in rep["fp32_ops"]
+    kept = [r for r in rep["layers"] if not r["int8"]]
+    assert kept and all("configuration" in r["reason"] for r in kept)
+    assert any("kept" in r["node"] for r in kept)
+    assert "kept in FP32" in q.summary() and "Sigmoid" in q.summary()
+    np.testing.assert_allclose(q(data).numpy(), model(data).numpy(),
+                               atol=0.05 * np.abs(model(data).numpy()).max())
+
+
+def test_stale_calibration_table_is_refused(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = _resnet_block_model()
+    x = RNG.normal(0, 1, (8, 16, 16, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x, _config())
+    path = tmp_path / "table.json"
+    q.calibration_table.save(str(path))
+    # Re-quantizing from the table gives the same graph without data.
+    again = tfq8.quantize(model, None, _config(calibration_table=str(path)))
+    np.testing.assert_array_equal(again(x).numpy(), q(x).numpy())
+    other = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="zz")])
+    with pytest.raises(ValueError, match="recalibrate"):
+        tfq8.quantize(other, None, _config(calibration_table=str(path)))
