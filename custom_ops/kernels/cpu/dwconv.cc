@@ -101,18 +101,34 @@ void DwConvRun(const DwConvShape& s, const uint8_t* input, const int8_t* filter,
   p.zp_out = ep.zp_out;
   p.out_type = ep.out_type;
   const size_t taps = static_cast<size_t>(s.taps());
+  // Byte offset of each (output column, kernel column) input pixel within an input row, or -1
+  // where it falls in the left/right padding; shared by all rows.
+  std::vector<int64_t> col_off(static_cast<size_t>(s.ow * s.kw));
+  for (int64_t ox = 0; ox < s.ow; ++ox) {
+    for (int64_t kx = 0; kx < s.kw; ++kx) {
+      const int64_t ix = ox * s.stride_w - s.pad_left + kx * s.dil_w;
+      col_off[ox * s.kw + kx] = ix >= 0 && ix < s.w ? ix * s.c : -1;
+    }
+  }
+  const uint8_t* zero = zero_row.data();
   pfor(rows, row_cost, [&](int64_t b, int64_t e) {
     std::vector<const uint8_t*> ptrs(static_cast<size_t>(s.ow) * taps);
+    std::vector<const uint8_t*> row_base(static_cast<size_t>(s.kh));
     for (int64_t row = b; row < e; ++row) {
       const int64_t n = row / s.oh, oy = row % s.oh;
-      size_t i = 0;
+      for (int64_t ky = 0; ky < s.kh; ++ky) {
+        const int64_t iy = oy * s.stride_h - s.pad_top + ky * s.dil_h;
+        row_base[ky] = iy >= 0 && iy < s.h ? input + (n * s.h + iy) * s.w * s.c : nullptr;
+      }
+      const uint8_t** out_ptr = ptrs.data();
       for (int64_t ox = 0; ox < s.ow; ++ox) {
+        const int64_t* co = col_off.data() + ox * s.kw;
         for (int64_t ky = 0; ky < s.kh; ++ky) {
-          const int64_t iy = oy * s.stride_h - s.pad_top + ky * s.dil_h;
-          for (int64_t kx = 0; kx < s.kw; ++kx) {
-            const int64_t ix = ox * s.stride_w - s.pad_left + kx * s.dil_w;
-            const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
-            ptrs[i++] = inside ? input + ((n * s.h + iy) * s.w + ix) * s.c : zero_row.data();
+          const uint8_t* rb = row_base[ky];
+          if (rb == nullptr) {
+            for (int64_t kx = 0; kx < s.kw; ++kx) *out_ptr++ = zero;
+          } else {
+            for (int64_t kx = 0; kx < s.kw; ++kx) *out_ptr++ = co[kx] >= 0 ? rb + co[kx] : zero;
           }
         }
       }

@@ -1,8 +1,8 @@
 // AVX2 depthwise micro-kernel, M = 1: 32 channels per block, 2 taps per vpmaddwd (u8 widened to
 // s16, so no vpmaddubsw saturation). Bit-identical to qu8_dwconv_ref (exact int32 accumulation,
 // same f32 operation order). Channel order in the accumulators and packed constants: register j,
-// lane k, element e holds channel 16k+4j+e (as the AVX512 kernel). A partial last block goes
-// through 32-byte stack copies (AVX2 has no byte-masked loads).
+// lane k, element e holds channel 16k+4j+e (as the AVX512 kernel). A partial last block is
+// loaded by Load32 (AVX2 has no byte-masked loads).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,8 +14,19 @@
 namespace tfq8 {
 namespace {
 
+// Loads min(left, 32) bytes, zero-filling the rest, never reading past x + left. A 16-byte
+// half is loaded directly (no store-to-load forwarding stall); only the bytes past a multiple of
+// 16 go through a stack copy.
 inline __m256i Load32(const uint8_t* x, size_t left) {
   if (left >= 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  if (left >= 16) {
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    if (left == 16) return _mm256_zextsi128_si256(lo);
+    alignas(16) uint8_t buf[16] = {0};
+    std::memcpy(buf, x + 16, left - 16);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                   _mm_load_si128(reinterpret_cast<const __m128i*>(buf)), 1);
+  }
   alignas(32) uint8_t buf[32] = {0};
   std::memcpy(buf, x, left);
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
