@@ -189,7 +189,8 @@ class _Plan:
         if index.is_output(u) or index.node_is_output(name):
             return f"{u} is a graph output"
         for e in index.node_consumers(name):
-            if e.node not in self.roles:
+            # Absorbing ops read their input at full resolution, like nodes outside the region.
+            if self.roles.get(e.node) in (None, ABSORB):
                 return f"{u} also has a full-resolution consumer {e.node}"
         if index.control_consumers(name) or index.control_inputs(node):
             return f"{name} has control edges"
