@@ -232,3 +232,24 @@ def test_bad_inputs(bad, message):
 def test_every_isa_available_here():
     # The project machine has AVX512-VNNI and AMX; losing a path silently would hide bugs.
     assert "ref" in AVAILABLE_ISAS and "avx2" in AVAILABLE_ISAS
+
+
+def test_concurrent_calls_share_one_kernel():
+    # One graph kernel instance, many threads: the weight cache must hand out consistent packs.
+    import concurrent.futures
+    rng = np.random.default_rng(13)
+    case = make_case(rng, 2, 9, 9, 72, 1, 3, 3, pads=(1, 1, 1, 1))
+    w = tf.constant(case["w"])
+
+    @tf.function
+    def f(x):
+        return tfq8.ops.tfq8_depthwise_conv2d(
+            x, w, tf.constant(case["bias"]), tf.constant(case["fs"]), [],
+            input_scale=float(case["s_in"]), input_zero_point=128,
+            explicit_paddings=[1, 1, 1, 1], output_scale=float(case["s_out"]))
+
+    exp = expected(case)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: f(case["x"]).numpy(), range(16)))
+    for out in outs:
+        np.testing.assert_array_equal(out, exp)

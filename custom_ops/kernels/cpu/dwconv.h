@@ -106,10 +106,17 @@ void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, si
 // Packed weights for one ISA: per block of `block` channels: int32 bias[block] | f32 mul[block]
 // | f32 badd[block] | weights (tap groups of `group` taps, s8 quads (avx512vnni) or s16 pairs
 // (avx2), zero-padded). Channels in the permuted order above.
+// Not copyable: `offset` aligns this object's own buffer (a move keeps the buffer, so it is fine).
 struct DwPacked {
+  DwPacked() = default;
+  DwPacked(const DwPacked&) = delete;
+  DwPacked& operator=(const DwPacked&) = delete;
+  DwPacked(DwPacked&&) = default;
+  DwPacked& operator=(DwPacked&&) = default;
+
   Isa isa = Isa::kRef;
-  std::vector<uint8_t, std::allocator<uint8_t>> bytes;  // 64-byte aligned view via data()
-  size_t offset = 0;                                    // alignment offset into bytes
+  std::vector<uint8_t> bytes;  // 64-byte aligned view via data()
+  size_t offset = 0;           // alignment offset into bytes
   const void* data() const { return bytes.data() + offset; }
 };
 // Returns false (leaving `out` empty) when `isa` has no micro-kernel for this shape (M != 1).
