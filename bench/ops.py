@@ -3,6 +3,11 @@ against TF's FP32 tf.nn.conv2d on the same shapes, side by side in one run.
 
     python bench/ops.py                      # default path (TFQ8_ISA or the best the CPU has)
     python bench/ops.py --isa avx2 --isa amx --batch 1 --batch 16 --net resnet50
+    python bench/ops.py --isa avx2 --isa avx2-c4     # AVX2: the s16 kernel vs the older c4 one
+
+A path is a TFQ8_ISA value, or avx2-c4 (TFQ8_ISA=avx2 with TFQ8_AVX2_KERNEL=c4: the older
+2x32c4 widening kernel, kept for comparison). The kernel each path really runs is read from the
+library's TFQ8_VERBOSE log and printed with the CPU model and its int8 ISA flags.
 
 Each op is timed inside a tf.function as a chain of R calls (control dependencies, so they run
 one after another), minus the same function with one call, divided by R-1: this removes the
@@ -136,6 +141,53 @@ def fp32_op(c, rng):
     return lambda x: tf.nn.conv2d(x, w, strides=c.stride, padding=pad)
 
 
+PATH_ENV = {"avx2-c4": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_KERNEL": "c4"}}
+
+
+def set_path(isa):
+    """Sets the environment of path `isa` (None: the library's default choice)."""
+    for k in ("TFQ8_ISA", "TFQ8_AVX2_KERNEL"):
+        os.environ.pop(k, None)
+    if isa:
+        os.environ.update(PATH_ENV.get(isa, {"TFQ8_ISA": isa}))
+
+
+def cpu_line():
+    model, flags = "?", set()
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    isa = [f for f in ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "amx_int8")
+           if f in flags]
+    return f"{model}, {os.cpu_count()} logical CPUs, flags: {' '.join(isa) or 'none of avx2..amx'}"
+
+
+def kernel_name(c, rng):
+    """The implementation the library picks for conv `c` (its TFQ8_VERBOSE line), via stderr."""
+    import tempfile
+    op = int8_op(c, rng)
+    x = tf.zeros([1, c.h, c.w, c.ic], tf.uint8)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as f:
+        os.dup2(f.fileno(), 2)
+        os.environ["TFQ8_VERBOSE"] = "1"
+        try:
+            op(x)
+        except tf.errors.InvalidArgumentError as e:
+            return f"unavailable ({e.message})"
+        finally:
+            os.environ.pop("TFQ8_VERBOSE", None)
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        lines = [ln.split("]: ", 1)[1].strip() for ln in f if ln.startswith("tfq8:") and "]: " in ln]
+    return lines[-1] if lines else "?"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--isa", action="append", help="ref|avx2|avx512vnni|amx (repeatable)")
@@ -148,6 +200,8 @@ def main():
     batches = args.batch or [1, 16]
     nets = args.net or ["resnet50", "mobilenetv2"]
     rng = np.random.default_rng(0)
+    print(f"CPU: {cpu_line()}; TF {tf.__version__}, intra-op threads 2; median of "
+          f"{args.repeats} repeats")
     totals = []
     for net in nets:
         shapes = collections.Counter()
@@ -159,15 +213,16 @@ def main():
         for batch in batches:
             fp32 = {}
             for isa in isas:
-                if isa:
-                    os.environ["TFQ8_ISA"] = isa
+                set_path(isa)
                 name = isa or "default"
                 print(f"\n## {net}, batch {batch}, path {name}\n")
+                print(f"kernel ({first[next(iter(shapes))]}): "
+                      f"{kernel_name(next(iter(shapes)), rng)}\n")
                 print("| layer (×count) | shape | int8 ms | int8 GOP/s | % peak | fp32 ms | fp32/int8 |")
                 print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
                 t8_sum = t32_sum = 0.0
                 gop_sum = 0.0
-                peak = PEAK_GOPS.get(isa or _default_isa(), 0.0)
+                peak = PEAK_GOPS.get((isa or _default_isa()).split("-")[0], 0.0)
                 for key, count in shapes.items():
                     x8 = tf.constant(rng.integers(0, 256, (batch, key.h, key.w, key.ic),
                                                   dtype=np.uint8))

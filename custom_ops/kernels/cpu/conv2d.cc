@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 namespace tfq8 {
 namespace {
@@ -15,6 +16,11 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Host-side constants: computed in double, rounded once to f32.
 float F32(double v) { return static_cast<float>(v); }
+
+bool EnvIs(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
 
 bool EnvFlagOff(const char* name) {
   const char* v = std::getenv(name);
@@ -149,6 +155,24 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
       }
     }
   }
+  if (isa == Isa::kAvx2 && !p->use_avxvnni && !EnvIs("TFQ8_AVX2_KERNEL", "c4")) {
+    // s16 k-pair blocks of 16 channels for qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2.
+    constexpr int64_t NR = kIgemmNrAvx2S16;
+    p->kc16 = RoundUp(ic, 2);
+    p->block16 = taps * p->kc16 * NR;
+    const int64_t nb16 = (oc + NR - 1) / NR;
+    p->weights_s16.assign(nb16 * p->block16, 0);
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t i = 0; i < ic; ++i) {
+        const int64_t k = t * p->kc16 + i;
+        const int8_t* src = filter + (t * ic + i) * oc;
+        for (int64_t o = 0; o < oc; ++o) {
+          p->weights_s16[(o / NR) * p->block16 + (k / 2) * NR * 2 + (o % NR) * 2 + (k % 2)] =
+              src[o];
+        }
+      }
+    }
+  }
   return p;
 }
 
@@ -189,7 +213,9 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
     case Isa::kRef: return "ref: qu8_conv2d_minmax_fp32__ref";
     case Isa::kAvx2:
       return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
-                           : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
+             : !p.weights_s16.empty()
+                 ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input widened to u16)"
+                 : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
     case Isa::kAvx512Vnni: return "avx512vnni: qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni";
     case Isa::kAmx: {
       const bool direct = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 &&
@@ -291,6 +317,125 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   });
 }
 
+// Scratch buffers for the u16 copy of the input, reused across calls (no per-call allocation or
+// page faults) and safe for concurrent ops: each call leases its own buffer.
+class U16Lease {
+ public:
+  explicit U16Lease(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(Mu());
+      auto& pool = Pool();
+      if (!pool.empty()) {
+        buf_ = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    if (!buf_) buf_.reset(new std::vector<uint16_t>());
+    if (buf_->size() < n) {
+      buf_->clear();
+      buf_->shrink_to_fit();
+      buf_->resize(n);
+    }
+  }
+  ~U16Lease() {
+    std::lock_guard<std::mutex> lock(Mu());
+    Pool().push_back(std::move(buf_));
+  }
+  uint16_t* data() { return buf_->data(); }
+
+ private:
+  static std::mutex& Mu() {
+    static std::mutex* mu = new std::mutex;
+    return *mu;
+  }
+  static std::vector<std::unique_ptr<std::vector<uint16_t>>>& Pool() {
+    static auto* pool = new std::vector<std::unique_ptr<std::vector<uint16_t>>>;
+    return *pool;
+  }
+  std::unique_ptr<std::vector<uint16_t>> buf_;
+};
+
+void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+                     const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  constexpr int64_t MR = kIgemmMrAvx2S16, NR = kIgemmNrAvx2S16;
+  const int64_t ic = s.ic, kc = p.kc16, taps = s.taps();
+  const int64_t in_px = s.n * s.h * s.w;
+  // The input zero-extended to u16 rows of kc values, then one row of zp_in (padding taps).
+  U16Lease buf(static_cast<size_t>((in_px + 1) * kc));
+  uint16_t* x16 = buf.data();
+  uint16_t* zrow = x16 + in_px * kc;
+  for (int64_t i = 0; i < kc; ++i) zrow[i] = static_cast<uint16_t>(p.input_zero_point);
+  pfor(in_px, kc / 4 + 4, [&](int64_t b, int64_t e) {
+    qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * kc, kc, kc);
+  });
+
+  const int64_t pixels = s.pixels(), oc = s.oc;
+  const int64_t mblocks = (pixels + MR - 1) / MR, nblocks = (oc + NR - 1) / NR;
+  // Pixel blocks per task: their u16 rows (≤ MR·taps·kc values each) should stay in L2 while
+  // the task walks the channel blocks; then split channels until there are enough tasks.
+  constexpr int64_t kTargetTasks = 16;
+  const int64_t a_bytes = MR * taps * kc * 2;
+  int64_t mchunk = std::max<int64_t>(1, std::min<int64_t>(mblocks, (192 << 10) / a_bytes));
+  int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
+  int64_t ngroups = 1;
+  if (nchunks < kTargetTasks) {
+    ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
+    if (nchunks * ngroups < kTargetTasks) {
+      nchunks = std::min<int64_t>(mblocks, (kTargetTasks + ngroups - 1) / ngroups);
+      mchunk = (mblocks + nchunks - 1) / nchunks;
+      nchunks = (mblocks + mchunk - 1) / mchunk;
+    }
+  }
+  const int64_t per_group = (nblocks + ngroups - 1) / ngroups;
+  ngroups = (nblocks + per_group - 1) / per_group;
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
+  pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<const uint16_t*> ptrs;
+    int64_t built = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / ngroups, grp = t % ngroups;
+      const int64_t mb0 = chunk * mchunk, mb1 = std::min(mblocks, mb0 + mchunk);
+      if (built != chunk) {
+        // Indirection rows [mb][tap][MR]; rows past the last pixel repeat it.
+        ptrs.resize((mb1 - mb0) * taps * MR);
+        for (int64_t mb = mb0; mb < mb1; ++mb) {
+          const uint16_t** a = ptrs.data() + (mb - mb0) * taps * MR;
+          for (int64_t m = 0; m < MR; ++m) {
+            const int64_t px = std::min(mb * MR + m, pixels - 1);
+            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+            for (int64_t i = 0; i < s.kh; ++i) {
+              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+              for (int64_t j = 0; j < s.kw; ++j) {
+                const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+                const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+                a[(i * s.kw + j) * MR + m] =
+                    inside ? x16 + ((n * s.h + iy) * s.w + ix) * kc : zrow;
+              }
+            }
+          }
+        }
+        built = chunk;
+      }
+      const int64_t nb_end = std::min(nblocks, (grp + 1) * per_group);
+      for (int64_t nb = grp * per_group; nb < nb_end; ++nb) {
+        const int64_t n0 = nb * NR;
+        const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
+        const int16_t* w = p.weights_s16.data() + nb * p.block16;
+        for (int64_t mb = mb0; mb < mb1; ++mb) {
+          const int64_t p0 = mb * MR;
+          const size_t mr = static_cast<size_t>(std::min<int64_t>(MR, pixels - p0));
+          qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
+              mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * MR, w, p.bias.data() + n0,
+              p.mul.data() + n0, p.badd.data() + n0,
+              static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+              summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+        }
+      }
+    }
+  });
+}
+
 void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
             const uint8_t* summand, void* output, const ParallelFor& pfor) {
   constexpr int64_t MB = 32;
@@ -372,7 +517,13 @@ void Conv2DRun(const PackedConv& p, const ConvShape& s, const uint8_t* input,
       return;
     }
     case Isa::kAmx: RunAmx(p, s, input, summand, output, pfor); return;
-    default: RunIgemm(p, s, input, summand, output, pfor); return;
+    default:
+      if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty()) {
+        RunIgemmAvx2S16(p, s, input, summand, output, pfor);
+      } else {
+        RunIgemm(p, s, input, summand, output, pfor);
+      }
+      return;
   }
 }
 

@@ -8,6 +8,8 @@
 //    (s_in·s_w)) for int32 output], mul = s_in·s_w/s_out, badd = f32 bias/s_out), padded to the
 //    32-channel block, and the weights in the layout of the ISA's micro-kernel:
 //      ref          : the filter as given, [KH, KW, IC, OC] (the reference is a direct loop).
+//      avx2 (no AVX-VNNI): additionally weights_s16, the filter widened to s16 in 16-channel
+//                     blocks [tap][IC/2][16 channels][2] (k-pairs for vpmaddwd).
 //      avx2/avxvnni/avx512vnni: "c4" blocks: for each 32-channel block, for each tap,
 //                     for each group of 4 input channels (IC rounded up to 4): 32 × 4 bytes
 //                     (channel-major within the row: byte 4·o + i).
@@ -22,6 +24,10 @@
 //             micro-kernel accumulates over taps × channels in registers, then runs the epilogue
 //             in its store. No im2col buffer. If IC % 4 != 0 the driver first copies the input
 //             with channels padded to a multiple of 4 (zero weights there).
+//      avx2 : (no AVX-VNNI) the input is first zero-extended to u16 once per call (a pooled
+//             buffer), then the 6x16c2s16 kernel runs the implicit GEMM on it. Tasks are
+//             (chunk of 6-pixel blocks sized for L2) × (group of 16-channel blocks); each task
+//             loops channel blocks outside pixel blocks so one weight panel is reused from L1/L2.
 //      amx  : for each block of 32 pixels the driver gathers the im2col rows into a per-thread
 //             buffer (or, for 1×1 stride-1 unpadded convs with IC % 64 == 0, points the tiles
 //             straight at the input), then the AMX micro-kernel computes 32×32 tiles.
@@ -84,6 +90,11 @@ struct PackedConv {
   int64_t block_bytes = 0;   // bytes of one 32-channel weight block
   int32_t input_zero_point = 0;
   std::vector<int8_t> weights;  // layout per isa, see the file comment
+  // avx2 without AVX-VNNI: the weights widened to s16 for the 6x16c2s16 kernel, per 16-channel
+  // block [taps][kc16/2][16][2]; empty when that kernel is not used (TFQ8_AVX2_KERNEL=c4).
+  int64_t kc16 = 0;              // u16 values of K per tap (IC rounded up to 2)
+  int64_t block16 = 0;           // s16 elements of one 16-channel block
+  std::vector<int16_t> weights_s16;
   std::vector<int32_t> bias;    // [oc_padded]
   std::vector<float> mul;       // [oc_padded]
   std::vector<float> badd;      // [oc_padded]

@@ -58,6 +58,22 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
                                                 const float* badd, void* c, size_t c_stride,
                                                 const uint8_t* s, const QEpilogue& ep);
 
+// AVX2 without VNNI, pre-widened operands: 6 rows × 16 channels. a[ks][6] point at u16 rows
+// (the input zero-extended by qu8_widen_u16__avx2), kc u16 values per tap (kc even); w points at
+// one 16-channel block packed as s16 [ks][kc/2][16 channels][2]; nc ≤ 16. vpbroadcastd of a
+// k-pair × vpmaddwd (exact), 12 accumulators.
+constexpr size_t kIgemmMrAvx2S16 = 6;
+constexpr size_t kIgemmNrAvx2S16 = 16;
+void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                   const uint16_t* const* a, const int16_t* w,
+                                                   const int32_t* bias, const float* mul,
+                                                   const float* badd, void* c, size_t c_stride,
+                                                   const uint8_t* s, const QEpilogue& ep);
+// Zero-extends rows [0, rows) of `ic` u8 values (x_stride bytes apart) to u16 rows of kc ≥ ic
+// values (the kc − ic tail is zero), y_stride u16 apart.
+void qu8_widen_u16__avx2(const uint8_t* x, size_t rows, size_t ic, size_t x_stride, uint16_t* y,
+                         size_t kc, size_t y_stride);
+
 // AMX: 32 rows × 32 channels from a dense A (rows a_stride bytes apart, k bytes each, k a
 // multiple of 64; rows past mr may hold anything readable) and a weight block packed as
 // [k/4][32][4]. acc: 32×32 int32 scratch. The calling thread must have called

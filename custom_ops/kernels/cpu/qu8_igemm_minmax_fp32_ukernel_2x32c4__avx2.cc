@@ -74,4 +74,145 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
   }
 }
 
+
+// qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2: 6 output rows × 16 channels. Both operands are
+// widened once, outside the K loop: the driver zero-extends the input to u16 (one pass per
+// call) and the weights are packed as s16, [ks][kc/2][16 channels][2] (a k-pair per 32-bit
+// lane). Per k-pair: 2 weight loads, and per row one vpbroadcastd of the row's two u16 values
+// (a pure load) and 2 vpmaddwd (exact: |u16·s16 + u16·s16| < 2^31) + vpaddd. 12 accumulators,
+// no horizontal reduction. The epilogue stores 16 channels at once when nc == 16.
+namespace {
+
+static inline void Qu8EpilogueStore16Avx2(__m256i v0, __m256i v1, const float* mul,
+                                          const float* badd, const uint8_t* s, void* c,
+                                          const QEpilogue& ep) {
+  if (ep.out_type == QOutType::kS32) {
+    _mm256_storeu_si256(static_cast<__m256i*>(c), v0);
+    _mm256_storeu_si256(static_cast<__m256i*>(c) + 1, v1);
+    return;
+  }
+  __m256 t0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), _mm256_loadu_ps(mul));
+  __m256 t1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), _mm256_loadu_ps(mul + 8));
+  t0 = _mm256_add_ps(t0, _mm256_loadu_ps(badd));
+  t1 = _mm256_add_ps(t1, _mm256_loadu_ps(badd + 8));
+  if (ep.has_summand) {
+    const __m256i zs = _mm256_set1_epi32(ep.zp_summand);
+    const __m256 ms = _mm256_set1_ps(ep.mul_s);
+    const __m256i q0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+    const __m256i q1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 8)));
+    t0 = _mm256_add_ps(t0, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q0, zs)), ms));
+    t1 = _mm256_add_ps(t1, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q1, zs)), ms));
+  }
+  const __m256 lo = _mm256_set1_ps(ep.lo), hi = _mm256_set1_ps(ep.hi);
+  t0 = _mm256_min_ps(_mm256_max_ps(t0, lo), hi);
+  t1 = _mm256_min_ps(_mm256_max_ps(t1, lo), hi);
+  if (ep.out_type == QOutType::kF32) {
+    _mm256_storeu_ps(static_cast<float*>(c), t0);
+    _mm256_storeu_ps(static_cast<float*>(c) + 8, t1);
+    return;
+  }
+  const __m256i zo = _mm256_set1_epi32(ep.zp_out);
+  const __m256i q0 = _mm256_add_epi32(_mm256_cvtps_epi32(t0), zo);
+  const __m256i q1 = _mm256_add_epi32(_mm256_cvtps_epi32(t1), zo);
+  // packus within 128-bit lanes: [q0 lo, q1 lo | q0 hi, q1 hi] → fix the order with vpermq.
+  const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(q0, q1), 0xD8);
+  const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16),
+                                      _mm256_extracti128_si256(w16, 1));
+  _mm_storeu_si128(static_cast<__m128i*>(c), b8);
+}
+
+}  // namespace
+
+void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                   const uint16_t* const* a, const int16_t* w,
+                                                   const int32_t* bias, const float* mul,
+                                                   const float* badd, void* c, size_t c_stride,
+                                                   const uint8_t* s, const QEpilogue& ep) {
+  constexpr size_t MR = 6;
+  assert(mr >= 1 && mr <= MR);
+  assert(nc >= 1 && nc <= 16);
+  assert(kc % 2 == 0 && kc >= 2);
+  __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias));
+  __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 8));
+  __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00,
+          c41 = c01, c50 = c00, c51 = c01;
+  const int16_t* wp = w;
+  for (size_t t = 0; t < ks; ++t) {
+    const uint16_t* a0 = a[0];
+    const uint16_t* a1 = a[1];
+    const uint16_t* a2 = a[2];
+    const uint16_t* a3 = a[3];
+    const uint16_t* a4 = a[4];
+    const uint16_t* a5 = a[5];
+    a += MR;
+    const uint16_t* const a0_end = a0 + kc;
+    while (a0 != a0_end) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16));
+      wp += 32;
+      int32_t v;
+      __m256i x;
+      std::memcpy(&v, a0, 4);
+      x = _mm256_set1_epi32(v);
+      c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x, w0));
+      c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x, w1));
+      std::memcpy(&v, a1, 4);
+      x = _mm256_set1_epi32(v);
+      c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(x, w0));
+      c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(x, w1));
+      std::memcpy(&v, a2, 4);
+      x = _mm256_set1_epi32(v);
+      c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(x, w0));
+      c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(x, w1));
+      std::memcpy(&v, a3, 4);
+      x = _mm256_set1_epi32(v);
+      c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(x, w0));
+      c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(x, w1));
+      std::memcpy(&v, a4, 4);
+      x = _mm256_set1_epi32(v);
+      c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(x, w0));
+      c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(x, w1));
+      std::memcpy(&v, a5, 4);
+      x = _mm256_set1_epi32(v);
+      c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(x, w0));
+      c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(x, w1));
+      a0 += 2; a1 += 2; a2 += 2; a3 += 2; a4 += 2; a5 += 2;
+    }
+  }
+  const size_t es = QOutElementSizeAvx2(ep);
+  const __m256i acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                              {c30, c31}, {c40, c41}, {c50, c51}};
+  for (size_t m = 0; m < mr; ++m) {
+    char* cr = static_cast<char*>(c) + m * c_stride * es;
+    const uint8_t* sr = s ? s + m * c_stride : nullptr;
+    if (nc == 16) {
+      Qu8EpilogueStore16Avx2(acc[m][0], acc[m][1], mul, badd, sr, cr, ep);
+    } else {
+      Qu8EpilogueStore8Avx2(acc[m][0], nc < 8 ? nc : 8, mul, badd, sr, cr, ep);
+      if (nc > 8) {
+        Qu8EpilogueStore8Avx2(acc[m][1], nc - 8, mul + 8, badd + 8, sr ? sr + 8 : nullptr,
+                              cr + 8 * es, ep);
+      }
+    }
+  }
+}
+
+}  // namespace tfq8
+
+namespace tfq8 {
+
+void qu8_widen_u16__avx2(const uint8_t* x, size_t rows, size_t ic, size_t x_stride, uint16_t* y,
+                         size_t kc, size_t y_stride) {
+  for (size_t r = 0; r < rows; ++r, x += x_stride, y += y_stride) {
+    size_t i = 0;
+    for (; i + 16 <= ic; i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_cvtepu8_epi16(v));
+    }
+    for (; i < ic; ++i) y[i] = x[i];
+    for (; i < kc; ++i) y[i] = 0;
+  }
+}
+
 }  // namespace tfq8
