@@ -58,6 +58,10 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     rng = np.random.default_rng(0)
     isas = args.isa.split(",")
+    x0 = tf.constant(np.zeros((1, 8, 8, 8), np.uint8))
+    floor = _median_time(tf.function(lambda: tf.identity(x0)), args.reps)
+    print(f"call overhead (one-op tf.function of tf.identity): {floor * 1e6:.1f} us, included "
+          "in every number below")
     print(f"{'layer':>22} {'TF fp32 us':>11} " + " ".join(f"{i + ' us':>14}" for i in isas)
           + "  speedup(best)")
     tot_tf, tot = 0.0, {i: 0.0 for i in isas}
