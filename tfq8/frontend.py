@@ -37,7 +37,7 @@ from tfq8.graph import GraphIndex, TensorInfo, opdefs, parse_tensor, validate
 from tfq8.graph.errors import GraphError
 
 __all__ = ["FrozenModel", "ModelError", "load_model", "freeze_concrete_function",
-           "run_grappler", "GRAPPLER_OPTIMIZERS"]
+           "check_frozen", "run_grappler", "GRAPPLER_OPTIMIZERS"]
 
 # Grappler optimizers tfq8 runs, in Grappler's own names. Everything else (remapper, layout,
 # arithmetic, loop, memory, auto-mixed-precision, ...) stays off.
@@ -125,7 +125,7 @@ def freeze_concrete_function(cf, signature_name: str = "serving_default",
     if optimize:
         graph_def = run_grappler(graph_def, [t.tensor for t in inputs],
                                  [t.tensor for t in outputs])
-    _check_frozen(graph_def, inputs, outputs)
+    check_frozen(graph_def, inputs, outputs)
     return FrozenModel(graph_def, inputs, outputs, signature_name, structure)
 
 
@@ -392,17 +392,12 @@ def run_grappler(graph_def: graph_pb2.GraphDef, inputs: Sequence[str], outputs: 
 
 
 # ==================================================================== checks
-def _check_frozen(graph_def, inputs, outputs):
+def check_frozen(graph_def: graph_pb2.GraphDef, inputs: Sequence[TensorInfo],
+                 outputs: Sequence[TensorInfo]) -> None:
+    """Raises ModelError unless ``graph_def`` runs as a frozen inference graph: no Python
+    callbacks, resources, stateful ops or function calls; inputs are Placeholders and every
+    Placeholder is an input; the graph is valid (``tfq8.graph.validate``)."""
     index = GraphIndex(graph_def, [t.tensor for t in outputs])
-    input_nodes = {t.node for t in inputs}
-    for fn in graph_def.library.function:
-        for node in fn.node_def:
-            _check_node(node, f"function {fn.signature.name!r}: ")
-    for node in graph_def.node:
-        _check_node(node, "")
-        if node.op in ("Placeholder", "PlaceholderV2") and node.name not in input_nodes:
-            raise ModelError(f"node {node.name!r} is a Placeholder that is not a signature input; "
-                             "the graph cannot run without feeding it")
     for t in inputs:
         name, _ = parse_tensor(t.tensor)
         if name not in index.nodes:
@@ -410,29 +405,35 @@ def _check_frozen(graph_def, inputs, outputs):
         if index.nodes[name].op != "Placeholder":
             raise ModelError(f"input {t.name!r}: {t.tensor} is produced by a "
                              f"{index.nodes[name].op}, not a Placeholder")
+    input_nodes = {t.node for t in inputs}
+    for node in graph_def.node:
+        _check_node(node)
+        if node.op in ("Placeholder", "PlaceholderV2") and node.name not in input_nodes:
+            raise ModelError(f"node {node.name!r} is a Placeholder that is not a signature input; "
+                             "the graph cannot run without feeding it")
     try:
         validate(graph_def, [t.tensor for t in inputs], [t.tensor for t in outputs], index=index)
     except GraphError as e:
         raise ModelError(f"the frozen graph is malformed: {e}") from e
 
 
-def _check_node(node, where):
+def _check_node(node):
     op = node.op
     if op in _PY_FUNCS:
-        raise ModelError(f"{where}node {node.name!r} ({op}) calls back into Python "
+        raise ModelError(f"node {node.name!r} ({op}) calls back into Python "
                          "(tf.py_function / tf.numpy_function), which cannot be frozen into a "
                          "graph; rewrite it with TF ops")
     dts = (opdefs.output_dtypes(node) or []) + (opdefs.input_dtypes(node) or [])
     if tf.resource in dts or op in ("VarHandleOp", "ReadVariableOp", "VariableV2", "Variable"):
-        raise ModelError(f"{where}node {node.name!r} ({op}) uses a resource (a variable, table or "
+        raise ModelError(f"node {node.name!r} ({op}) uses a resource (a variable, table or "
                          "iterator) that freezing could not turn into a constant")
     if op in _CALLS:
-        raise ModelError(f"{where}node {node.name!r} ({op}) is a function call Grappler did not "
+        raise ModelError(f"node {node.name!r} ({op}) is a function call Grappler did not "
                          "inline")
     stateful = opdefs.is_stateful(op)
     if stateful is None:
-        raise ModelError(f"{where}node {node.name!r}: op {op!r} is not registered in this process "
+        raise ModelError(f"node {node.name!r}: op {op!r} is not registered in this process "
                          "(load its op library first)")
     if stateful:
-        raise ModelError(f"{where}node {node.name!r} ({op}) is stateful; a frozen inference graph "
+        raise ModelError(f"node {node.name!r} ({op}) is stateful; a frozen inference graph "
                          "must be a pure function of its inputs")
