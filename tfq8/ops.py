@@ -22,21 +22,24 @@ def library_path():
 
 
 def _build_info():
-    """{'tensorflow': version, 'cuda': 'yes'|'no'} compiled into the library (tfq8_build_info)."""
-    import ctypes
+    """{'tensorflow': version, 'cuda': 'yes'|'no'} as compiled into the library.
+
+    Read from the file's bytes (custom_ops/tf/build_info.cc), not by loading it: a library built
+    for another TensorFlow may not even load.
+    """
+    import mmap
 
     try:
-        lib = ctypes.CDLL(library_path())
-        fn = lib.tfq8_build_info
-    except (OSError, AttributeError):
+        with open(library_path(), "rb") as f, \
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            start = m.find(b"TFQ8_BUILD_INFO\n")
+            if start < 0:
+                return {}
+            end = m.find(b"END\n", start)
+            text = m[start:end].decode("ascii", "replace")
+    except (OSError, ValueError):
         return {}
-    fn.restype = ctypes.c_char_p
-    info = {}
-    for line in fn().decode().splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            info[k] = v
-    return info
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 _REBUILD = ("Rebuild it against the installed TensorFlow: from the tfq8 source tree run "
@@ -52,10 +55,7 @@ def load_op_library():
         path = library_path()
         if not os.path.exists(path):
             raise OpLibraryError(f"tfq8's op library {path} does not exist. {_REBUILD}")
-        try:
-            built_for = _build_info().get("tensorflow")
-        except OSError as e:
-            raise OpLibraryError(f"could not load {path}: {e}. {_REBUILD}") from e
+        built_for = _build_info().get("tensorflow")
         if built_for and built_for != tf.__version__:
             raise OpLibraryError(
                 f"tfq8's op library was built for TensorFlow {built_for}, but TensorFlow "

@@ -1,5 +1,6 @@
-// What this op library was built against, readable with ctypes before the library is handed to
-// TensorFlow (tfq8/ops.py refuses a library built for another TensorFlow with a clear message).
+// What this op library was built against. tfq8/ops.py finds the marker string in the file
+// without loading it (loading a library built for another TensorFlow could crash), and refuses
+// a mismatch with a message that says how to rebuild.
 #ifndef TFQ8_TF_VERSION
 #define TFQ8_TF_VERSION "unknown"
 #endif
@@ -10,5 +11,5 @@
 #endif
 
 extern "C" __attribute__((visibility("default"))) const char* tfq8_build_info() {
-  return "tensorflow=" TFQ8_TF_VERSION "\ncuda=" TFQ8_CUDA_INFO "\n";
+  return "TFQ8_BUILD_INFO\ntensorflow=" TFQ8_TF_VERSION "\ncuda=" TFQ8_CUDA_INFO "\nEND\n";
 }
