@@ -3,7 +3,6 @@ with the signature's names, dtypes and None batch; clear errors for what cannot 
 
 Tolerance: 1e-5 relative to the output magnitude (freezing and Grappler's constant folding
 only reorder a few float32 products)."""
-import os
 
 import numpy as np
 import pytest
@@ -91,6 +90,15 @@ def test_keras_sequential_batchnorm_is_decomposed_and_folded_constants(run_graph
     # Keras 3's BN after Grappler: Conv2D → BiasAdd → Mul → AddV2, constants folded.
     assert ops["Conv2D"] == 1 and ops["Mul"] == 1 and "Rsqrt" not in ops
     assert not any(op.startswith("_") for op in ops)  # no remapper/_Fused ops
+    x = rand(2, 8, 8, 3)
+    assert rel_err(run_frozen(frozen, run_graph, x)[0], model(x)) <= 1e-5
+
+
+def test_keras_file_path(tmp_path, run_graph, rel_err):
+    model = keras_conv_model()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    frozen = load_model(path)
     x = rand(2, 8, 8, 3)
     assert rel_err(run_frozen(frozen, run_graph, x)[0], model(x)) <= 1e-5
 

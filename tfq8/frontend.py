@@ -98,9 +98,12 @@ def load_model(model, signature: Optional[str] = "serving_default", *,
         functions and Keras models (their signature is called "serving_default").
     optimize: run Grappler's portable cleanups (see module docstring). Turn off only to debug.
     """
-    cf, sig_name, input_names = _concrete_function(model, signature)
-    return freeze_concrete_function(cf, signature_name=sig_name, input_names=input_names,
-                                    optimize=optimize)
+    cf, sig_name, input_names, owner = _concrete_function(model, signature)
+    # ``owner`` (a loaded SavedModel or Keras model) keeps the variables alive while freezing.
+    frozen = freeze_concrete_function(cf, signature_name=sig_name, input_names=input_names,
+                                      optimize=optimize)
+    del owner
+    return frozen
 
 
 def freeze_concrete_function(cf, signature_name: str = "serving_default",
@@ -131,17 +134,17 @@ def freeze_concrete_function(cf, signature_name: str = "serving_default",
 
 # ==================================================================== model kinds
 def _concrete_function(model, signature):
-    """(ConcreteFunction, signature name, input names or None) for any supported model."""
+    """(ConcreteFunction, signature name, input names or None, owner) for any model."""
     if isinstance(model, (str, os.PathLike)):
         return _from_path(os.fspath(model), signature)
     if isinstance(model, tf.types.experimental.ConcreteFunction):
-        return model, "serving_default", None
+        return model, "serving_default", None, None
     if isinstance(model, tf.types.experimental.PolymorphicFunction):
-        return _from_tf_function(model), "serving_default", None
+        return _from_tf_function(model), "serving_default", None, None
     if _is_keras3(model) or _is_tf_keras(model):
-        return _from_keras(model), "serving_default", None
+        return _from_keras(model), "serving_default", None, model
     if hasattr(model, "signatures") and hasattr(model.signatures, "keys"):
-        return _from_signatures(model.signatures, signature, "the loaded SavedModel")
+        return _from_signatures(model.signatures, signature, "the loaded SavedModel") + (model,)
     raise ModelError(
         f"model: unsupported object of type {type(model).__module__}.{type(model).__qualname__}; "
         "expected a tf.function with input_signature, a ConcreteFunction, a Keras model, a "
@@ -160,18 +163,16 @@ def _from_path(path, signature):
             loaded = tf.saved_model.load(path)
         except Exception as e:
             raise ModelError(f"model: could not load the SavedModel at {path!r}: {e}") from e
-        return _from_signatures(loaded.signatures, signature, f"the SavedModel at {path!r}",
-                                keep=loaded)
+        return _from_signatures(loaded.signatures, signature,
+                                f"the SavedModel at {path!r}") + (loaded,)
     if path.endswith((".keras", ".h5", ".hdf5")):
         import keras
-        return _from_keras(keras.saving.load_model(path, compile=False)), "serving_default", None
+        model = keras.saving.load_model(path, compile=False)
+        return _from_keras(model), "serving_default", None, model
     raise ModelError(f"model: {path!r} is a file, not a SavedModel directory or a .keras file")
 
 
-_KEEP_ALIVE = []  # loaded SavedModels whose signature functions are in use
-
-
-def _from_signatures(signatures, signature, what, keep=None):
+def _from_signatures(signatures, signature, what):
     names = sorted(signatures.keys())
     if signature is None:
         if len(names) != 1:
@@ -181,9 +182,6 @@ def _from_signatures(signatures, signature, what, keep=None):
     if signature not in signatures:
         raise ModelError(f"signature: {what} has no signature {signature!r}; available: "
                          f"{', '.join(names) or 'none'}")
-    if keep is not None:
-        _KEEP_ALIVE.append(keep)
-        del _KEEP_ALIVE[:-4]
     cf = signatures[signature]
     kwargs = cf.structured_input_signature[1]
     # Signature functions take keyword arguments; their flat order is sorted by key.
@@ -227,58 +225,51 @@ def _op_name(name, i):
 
 def _from_keras(model):
     """Traces ``model(x, training=False)`` on the model's input specs."""
-    struct = None
-    inputs = None
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if inputs:
-        struct = getattr(model, "_inputs_struct", None)
-        if struct is None or isinstance(struct, (list, tuple)) and len(inputs) == 1:
-            struct = inputs[0] if len(inputs) == 1 else list(inputs)
-        if isinstance(struct, dict):
-            keys = sorted(struct.keys())
-            flat = [struct[k] for k in keys]
-            names = keys
-        else:
-            flat = tf.nest.flatten(struct)
-            names = [getattr(t, "name", None) for t in flat]
-        specs = [tf.TensorSpec(_shape_of(t), _dtype_of(t), name=_op_name(n, i))
-                 for i, (t, n) in enumerate(zip(flat, names))]
-    else:
-        shapes = getattr(model, "_build_shapes_dict", None)
-        if not shapes:
-            raise ModelError(f"model: Keras model {model.name!r} has no inputs and was never "
-                             "built; call it once on a batch or pass a tf.function with "
-                             "input_signature")
-        if any(not _is_flat_shape(s) for s in shapes.values()):
-            raise ModelError(f"model: Keras model {model.name!r} was built on nested inputs "
-                             f"{shapes}; pass a tf.function with input_signature")
-        dtype = getattr(model, "input_dtype", None) or "float32"
-        keys = list(shapes.keys())
-        specs = [tf.TensorSpec([None] + list(shapes[k])[1:], dtype,
-                               name=_op_name(k[:-6] if k.endswith("_shape") else k, i))
-                 for i, k in enumerate(keys)]
-        struct = None
-
-    def call(*xs):
-        if isinstance(struct, dict):
-            arg = dict(zip(sorted(struct.keys()), xs))
-        elif isinstance(struct, list) or (struct is None and len(xs) > 1):
-            arg = list(xs)
-        else:
-            arg = xs[0]
-        if struct is None and len(xs) > 1:
-            return model(*xs, training=False)
-        return model(arg, training=False)
-
+    specs, call = _keras_signature(model)
     fn = tf.function(call, input_signature=specs, autograph=False)
     try:
         return fn.get_concrete_function()
     except Exception as e:
         raise ModelError(f"model: tracing Keras model {model.name!r} on {specs} failed: "
                          f"{type(e).__name__}: {e}") from e
+
+
+def _keras_signature(model):
+    """(input specs, call(*tensors)) from ``model.inputs`` or, for a subclassed model, the
+    shapes it was built on (batch made None)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if inputs:
+        struct = getattr(model, "_inputs_struct", None)  # Keras 3: a tensor, list or dict
+        if struct is None:
+            struct = inputs[0] if len(inputs) == 1 else list(inputs)
+        flat = tf.nest.flatten(struct)
+        names = sorted(struct) if isinstance(struct, dict) else [t.name for t in flat]
+        specs = [tf.TensorSpec(_shape_of(t), _dtype_of(t), name=_op_name(n, i))
+                 for i, (t, n) in enumerate(zip(flat, names))]
+
+        def call(*xs):
+            return model(tf.nest.pack_sequence_as(struct, list(xs)), training=False)
+        return specs, call
+
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not shapes:
+        raise ModelError(f"model: Keras model {model.name!r} has no inputs and was never "
+                         "built; call it once on a batch or pass a tf.function with "
+                         "input_signature")
+    if any(not _is_flat_shape(s) for s in shapes.values()):
+        raise ModelError(f"model: Keras model {model.name!r} was built on nested inputs "
+                         f"{shapes}; pass a tf.function with input_signature")
+    dtype = getattr(model, "input_dtype", None) or "float32"
+    specs = [tf.TensorSpec([None] + list(shape)[1:], dtype,
+                           name=_op_name(k[:-len("_shape")] if k.endswith("_shape") else k, i))
+             for i, (k, shape) in enumerate(shapes.items())]
+
+    def call(*xs):  # build-shape keys follow call()'s argument order
+        return model(*xs, training=False)
+    return specs, call
 
 
 def _is_flat_shape(s):

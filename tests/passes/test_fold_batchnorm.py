@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfq8.passes import FoldBatchNorm, PassContext
+from tfq8.passes import FoldBatchNorm
 
 from tests.passes.conftest import BATCHES
 from tests.passes.helpers import apply, build, ops, rand

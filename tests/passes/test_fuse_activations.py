@@ -2,12 +2,11 @@
 
 Tolerance: 1e-5 of the output magnitude on hand-built graphs (TF's fused kernel may use a
 different conv algorithm than the unfused one); 1e-4 on the Keras applications."""
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfq8.graph import get_attr
-from tfq8.passes import FuseActivations, PassContext, fusion_groups
+from tfq8.passes import FuseActivations, fusion_groups
 
 from tests.passes.conftest import BATCHES
 from tests.passes.helpers import apply, build, ops, rand

@@ -4,7 +4,6 @@ pass-through of 1×1 convs, subsampling where the push stops, refusals, and Kera
 Tolerance: 1e-6 of the output magnitude on hand-built graphs — the rewrite computes the same
 sums in the same order, only at fewer positions, so results are bit-identical in practice;
 1e-4 on the Keras applications (the project's FP32 bar)."""
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -12,7 +11,7 @@ from tfq8.graph import get_attr
 from tfq8.passes import MoveStrides, count_macs
 
 from tests.passes.conftest import BATCHES
-from tests.passes.helpers import apply, build, ops, rand
+from tests.passes.helpers import apply, build, rand
 
 
 def conv(x, cin, cout, k, stride=1, padding="SAME"):

@@ -1,5 +1,4 @@
 """Pipeline: switching passes off, validation between passes, notes, summary; MAC counting."""
-import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2, node_def_pb2, types_pb2
+from tensorflow.core.framework import attr_value_pb2, node_def_pb2
 from tensorflow.python.framework import tensor_util
 
 _MISSING = object()
@@ -89,10 +89,3 @@ def make_attr(value: Any) -> attr_value_pb2.AttrValue:
     else:
         raise TypeError(f"cannot store {type(value).__name__} in an attribute")
     return a
-
-
-def dtype_attr(dtype) -> attr_value_pb2.AttrValue:
-    return attr_value_pb2.AttrValue(type=tf.dtypes.as_dtype(dtype).as_datatype_enum)
-
-
-FLOAT = types_pb2.DT_FLOAT

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Set, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfq8.graph import Editor, GraphIndex, canonical, get_attr, parse_tensor, set_attr
+from tfq8.graph import Editor, GraphIndex, get_attr, parse_tensor, set_attr
 from tfq8.passes.pipeline import Notes, Pass, PassContext, PassResult
 
 UNARY = frozenset({"Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Sigmoid", "Tanh", "Identity",
@@ -69,9 +69,12 @@ class MoveStrides(Pass):
             plan.apply(ed, notes)
             claimed.update(plan.roles)
             changed = True
+            through = [n for n, r in plan.roles.items() if r == THROUGH]
             notes.rewrite(index.producer(t).name,
                           f"stride {s} of {', '.join(convs)} moved into "
                           f"{', '.join(plan.absorbers())}"
+                          + (f"; 1×1 convs now at 1/{s * s} size: {', '.join(through)}"
+                             if through else "")
                           + (f"; subsampled {', '.join(sorted(plan.subsample))}"
                              if plan.subsample else ""))
         return PassResult(ed.finish() if changed else graph_def, changed, list(notes))
