@@ -15,6 +15,11 @@ def _f32(v):
     return F32(np.float64(v))
 
 
+def _attr(v):
+    """A scale as the op sees it: a float32 attribute, widened to double for host math."""
+    return np.float64(np.float32(v))
+
+
 def _rne_clamp(t, lo, hi, zp):
     t = np.where(t >= lo, t, F32(lo)).astype(F32)  # NaN → lo
     t = np.minimum(t, F32(hi)).astype(F32)
@@ -23,7 +28,7 @@ def _rne_clamp(t, lo, hi, zp):
 
 def quantize(x, scale, zero_point=0):
     x = np.asarray(x, F32)
-    t = (x * _f32(1.0 / np.float64(scale))).astype(F32)
+    t = (x * _f32(1.0 / _attr(scale))).astype(F32)
     return _rne_clamp(t, -zero_point, 255 - zero_point, zero_point)
 
 
@@ -32,7 +37,7 @@ def dequantize(q, scale, zero_point=0):
 
 
 def requantize(q, in_scale, in_zp, out_scale, out_zp):
-    mul = _f32(np.float64(in_scale) / np.float64(out_scale))
+    mul = _f32(_attr(in_scale) / _attr(out_scale))
     t = ((q.astype(np.int32) - in_zp).astype(F32) * mul).astype(F32)
     return _rne_clamp(t, -out_zp, 255 - out_zp, out_zp)
 
@@ -94,7 +99,10 @@ def epilogue(acc, *, input_scale, filter_scale, bias, input_zero_point=0, summan
              clip_max=6.0, out_type="uint8", output_scale=1.0, output_zero_point=0):
     """acc: int64 Σ(x - zp)·w with output channels last. bias float32 or int32 array [OC]."""
     oc = acc.shape[-1]
-    fs = np.broadcast_to(np.asarray(filter_scale, np.float64).reshape(-1), (oc,))
+    fs = np.broadcast_to(np.asarray(filter_scale, np.float32).astype(np.float64).reshape(-1),
+                         (oc,))
+    input_scale, summand_scale = _attr(input_scale), _attr(summand_scale)
+    output_scale, clip_min, clip_max = _attr(output_scale), _attr(clip_min), _attr(clip_max)
     bias = np.asarray(bias)
     int_bias = bias.dtype == np.int32
     if out_type == "int32":
@@ -209,8 +217,8 @@ def concat(values, axis, input_scales, input_zero_points, output_scale, output_z
 
 def add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point,
         activation="NONE"):
-    ma = _f32(np.float64(a_scale) / np.float64(output_scale))
-    mb = _f32(np.float64(b_scale) / np.float64(output_scale))
+    ma = _f32(_attr(a_scale) / _attr(output_scale))
+    mb = _f32(_attr(b_scale) / _attr(output_scale))
     t = ((a.astype(np.int32) - a_zero_point).astype(F32) * ma).astype(F32)
     u = ((b.astype(np.int32) - b_zero_point).astype(F32) * mb).astype(F32)
     t = (t + u).astype(F32)
@@ -218,5 +226,5 @@ def add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output
     if activation in ("RELU", "RELU6"):
         lo = max(lo, F32(0))
     if activation == "RELU6":
-        hi = min(hi, _f32(6.0 / np.float64(output_scale)))
+        hi = min(hi, _f32(6.0 / _attr(output_scale)))
     return _rne_clamp(t, lo, hi, output_zero_point)
