@@ -59,8 +59,32 @@ def worker_env(engine):
         env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     else:
         env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # TF's default
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    if engine == "tfq8" and SNAPSHOT:
+        env["TFQ8_BENCH_SRC"] = SNAPSHOT
     return env
+
+
+SNAPSHOT = None
+
+
+def snapshot_tfq8(out_dir):
+    """Copies the work tree's tfq8/ (python + built op library) into out_dir/src, so every tfq8
+    cell of this run uses the same build even if someone rebuilds the library meanwhile.
+    Returns (path, library sha256 prefix, library mtime) or (None, reason, None)."""
+    import hashlib
+    import shutil
+    src = os.path.join(REPO, "tfq8")
+    lib = os.path.join(src, "libtfq8_ops.so")
+    if not os.path.exists(lib):
+        return None, "no tfq8/libtfq8_ops.so (python setup.py build_ext --inplace)", None
+    dst = os.path.join(out_dir, "src")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, os.path.join(dst, "tfq8"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.o"))
+    with open(os.path.join(dst, "tfq8", "libtfq8_ops.so"), "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()[:16]
+    mtime = datetime.datetime.fromtimestamp(os.path.getmtime(lib)).isoformat(timespec="seconds")
+    return dst, sha, mtime
 
 
 def last_error_line(text):
@@ -244,6 +268,9 @@ def main(argv=None):
     p.add_argument("--python", default=sys.executable,
                    help="interpreter for the workers (the bench venv's python)")
     p.add_argument("--timeout", type=int, default=2400, help="seconds per worker")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="import tfq8 from the work tree in each tfq8 worker instead of a copy "
+                        "taken at the start")
     args = p.parse_args(argv)
     q = args.quick
     args.batches = args.batches or ([1] if q else [1, 16])
@@ -261,6 +288,10 @@ def main(argv=None):
     meta = {"time": stamp, "cpu": cpu_name(), "nproc": os.cpu_count(), "threads": C.THREADS,
             "python": args.python, "versions": versions(), "git": git,
             "loadavg_start": os.getloadavg()[0], "args": vars(args)}
+    global SNAPSHOT
+    if "tfq8" in args.engines and not args.no_snapshot:
+        SNAPSHOT, sha, mtime = snapshot_tfq8(out_dir)
+        meta["tfq8_snapshot"] = {"path": SNAPSHOT, "lib_sha256": sha, "lib_mtime": mtime}
     print(f"bench/models.py → {out_dir}")
     print(f"{meta['cpu']}, {meta['nproc']} cores, load average {meta['loadavg_start']:.2f}")
     if meta["loadavg_start"] > 1.0:

@@ -79,7 +79,9 @@ def run(args, engine):
                  "TF FP32, TF_ENABLE_ONEDNN_OPTS=1")
         extra = {}
     else:
-        sys.path.insert(0, C.REPO)
+        # bench/models.py hands a snapshot of tfq8/ (python + op library) taken at its start, so
+        # that a rebuild in the work tree during the run cannot change or break later cells.
+        sys.path.insert(0, os.environ.get("TFQ8_BENCH_SRC") or C.REPO)
         try:
             import tfq8
         except Exception as e:  # noqa: BLE001
@@ -101,7 +103,7 @@ def run(args, engine):
         label = "tfq8 INT8"
         counts = q.op_counts()
         extra = {"op_counts": {k: v for k, v in sorted(counts.items()) if k != "Const"},
-                 "isa": tfq8_isa(tf, tfq8)}
+                 "isa": tfq8_isa(tf, tfq8), "tfq8_from": os.path.dirname(tfq8.__file__)}
         try:
             extra["summary"] = q.summary().split("\nFP32 passes:")[0]
         except Exception as e:  # noqa: BLE001
