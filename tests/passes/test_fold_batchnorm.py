@@ -185,6 +185,24 @@ def test_affine_folds_forward_into_matmul(run_graph, rel_err):
     assert set(ops(r.graph_def)) == {"Placeholder", "Const", "MatMul", "BiasAdd", "Identity"}
 
 
+def test_keras3_graph_without_grappler(run_graph, rel_err):
+    """Frozen but not Grappler-cleaned: BN constants are Identity/Reshape/Squeeze/Rsqrt/Sub
+    subgraphs of Consts, which the pass evaluates itself."""
+    import keras
+    from tfq8.frontend import load_model
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization()])
+    bn = model.layers[1]
+    for v, value in ((bn.moving_mean, rand(4) * .1), (bn.moving_variance, rand(4, lo=.5, hi=1.5)),
+                     (bn.gamma, rand(4, lo=.5, hi=1.5)), (bn.beta, rand(4) * .1)):
+        v.assign(value)
+    frozen = load_model(model, optimize=False)
+    assert {"Rsqrt", "Squeeze", "Sub"} <= set(ops(frozen.graph_def))
+    r = apply(FoldBatchNorm(), frozen.graph_def, frozen.input_tensors, frozen.output_tensors,
+              run_graph, rel_err)
+    assert {"Rsqrt", "Mul", "Sub"}.isdisjoint(ops(r.graph_def)) and len(r.rewrites) == 1
+
+
 # ---------------------------------------------------------------- real models
 def test_keras_applications_equivalence(app, rel_err):
     """Folded graph vs frozen graph, batch 1 and 4, within 1e-4 of the logits' magnitude."""
