@@ -158,13 +158,14 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
   if (isa == Isa::kAvx2 && !p->use_avxvnni && !EnvIs("TFQ8_AVX2_KERNEL", "c4")) {
     // s16 k-pair blocks of 16 channels for qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2.
     constexpr int64_t NR = kIgemmNrAvx2S16;
-    p->kc16 = RoundUp(ic, 2);
-    p->block16 = taps * p->kc16 * NR;
+    p->im2col16 = taps > 1 && ic < 16;
+    p->kc16 = p->im2col16 ? RoundUp(taps * ic, 2) : RoundUp(ic, 2);
+    p->block16 = (p->im2col16 ? 1 : taps) * p->kc16 * NR;
     const int64_t nb16 = (oc + NR - 1) / NR;
     p->weights_s16.assign(nb16 * p->block16, 0);
     for (int64_t t = 0; t < taps; ++t) {
       for (int64_t i = 0; i < ic; ++i) {
-        const int64_t k = t * p->kc16 + i;
+        const int64_t k = p->im2col16 ? t * ic + i : t * p->kc16 + i;
         const int8_t* src = filter + (t * ic + i) * oc;
         for (int64_t o = 0; o < oc; ++o) {
           p->weights_s16[(o / NR) * p->block16 + (k / 2) * NR * 2 + (o % NR) * 2 + (k % 2)] =
@@ -214,7 +215,10 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
     case Isa::kAvx2:
       return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
              : !p.weights_s16.empty()
-                 ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input widened to u16)"
+                 ? (p.im2col16 ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
+                                 "widened to u16, im2col rows per 6 pixels)"
+                               : "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
+                                 "widened to u16)")
                  : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
     case Isa::kAvx512Vnni: return "avx512vnni: qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni";
     case Isa::kAmx: {
@@ -358,15 +362,18 @@ class U16Lease {
 void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* input,
                      const uint8_t* summand, void* output, const ParallelFor& pfor) {
   constexpr int64_t MR = kIgemmMrAvx2S16, NR = kIgemmNrAvx2S16;
-  const int64_t ic = s.ic, kc = p.kc16, taps = s.taps();
+  const bool im2col = p.im2col16;
+  const int64_t ic = s.ic, kc = p.kc16, taps = im2col ? 1 : s.taps();
   const int64_t in_px = s.n * s.h * s.w;
-  // The input zero-extended to u16 rows of kc values, then one row of zp_in (padding taps).
-  U16Lease buf(static_cast<size_t>((in_px + 1) * kc));
+  const int64_t xs = im2col ? ic : kc;  // u16 values per widened input pixel
+  const uint16_t zp = static_cast<uint16_t>(p.input_zero_point);
+  // The input zero-extended to u16 rows of xs values, then one row of zp_in (padding taps).
+  U16Lease buf(static_cast<size_t>((in_px + 1) * xs));
   uint16_t* x16 = buf.data();
-  uint16_t* zrow = x16 + in_px * kc;
-  for (int64_t i = 0; i < kc; ++i) zrow[i] = static_cast<uint16_t>(p.input_zero_point);
-  pfor(in_px, kc / 4 + 4, [&](int64_t b, int64_t e) {
-    qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * kc, kc, kc);
+  uint16_t* zrow = x16 + in_px * xs;
+  for (int64_t i = 0; i < xs; ++i) zrow[i] = zp;
+  pfor(in_px, xs / 4 + 4, [&](int64_t b, int64_t e) {
+    qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * xs, xs, xs);
   });
 
   const int64_t pixels = s.pixels(), oc = s.oc;
@@ -392,6 +399,7 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
   pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const uint16_t*> ptrs;
+    thread_local std::vector<uint16_t> rows;  // im2col16: the gathered windows of a chunk
     int64_t built = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / ngroups, grp = t % ngroups;
@@ -399,7 +407,38 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
       if (built != chunk) {
         // Indirection rows [mb][tap][MR]; rows past the last pixel repeat it.
         ptrs.resize((mb1 - mb0) * taps * MR);
-        for (int64_t mb = mb0; mb < mb1; ++mb) {
+        if (im2col) {
+          rows.resize((mb1 - mb0) * MR * kc);
+          const int64_t row_len = s.kw * ic;
+          for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
+            uint16_t* row = rows.data() + r * kc;
+            ptrs[r] = row;
+            const int64_t px = std::min(mb0 * MR + r, pixels - 1);
+            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+            const int64_t ix0 = ox * s.stride_w - s.pad_left;
+            const int64_t ix1 = ix0 + (s.kw - 1) * s.dil_w;
+            for (int64_t i = 0; i < s.kh; ++i) {
+              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+              uint16_t* dst = row + i * row_len;
+              if (iy < 0 || iy >= s.h) {
+                std::fill(dst, dst + row_len, zp);
+              } else if (s.dil_w == 1 && ix0 >= 0 && ix1 < s.w) {
+                std::memcpy(dst, x16 + ((n * s.h + iy) * s.w + ix0) * ic, row_len * 2);
+              } else {
+                for (int64_t j = 0; j < s.kw; ++j) {
+                  const int64_t ix = ix0 + j * s.dil_w;
+                  if (ix >= 0 && ix < s.w) {
+                    std::memcpy(dst + j * ic, x16 + ((n * s.h + iy) * s.w + ix) * ic, ic * 2);
+                  } else {
+                    std::fill(dst + j * ic, dst + (j + 1) * ic, zp);
+                  }
+                }
+              }
+            }
+            std::fill(row + s.kh * row_len, row + kc, uint16_t{0});  // zero weights there
+          }
+        }
+        for (int64_t mb = mb0; mb < mb1 && !im2col; ++mb) {
           const uint16_t** a = ptrs.data() + (mb - mb0) * taps * MR;
           for (int64_t m = 0; m < MR; ++m) {
             const int64_t px = std::min(mb * MR + m, pixels - 1);

@@ -9,7 +9,8 @@
 //    32-channel block, and the weights in the layout of the ISA's micro-kernel:
 //      ref          : the filter as given, [KH, KW, IC, OC] (the reference is a direct loop).
 //      avx2 (no AVX-VNNI): additionally weights_s16, the filter widened to s16 in 16-channel
-//                     blocks [tap][IC/2][16 channels][2] (k-pairs for vpmaddwd).
+//                     blocks [tap][IC/2][16 channels][2] (k-pairs for vpmaddwd); for IC < 16
+//                     and several taps, [taps·IC/2][16][2] in im2col order (im2col16).
 //      avx2/avxvnni/avx512vnni: "c4" blocks: for each 32-channel block, for each tap,
 //                     for each group of 4 input channels (IC rounded up to 4): 32 × 4 bytes
 //                     (channel-major within the row: byte 4·o + i).
@@ -92,7 +93,10 @@ struct PackedConv {
   std::vector<int8_t> weights;  // layout per isa, see the file comment
   // avx2 without AVX-VNNI: the weights widened to s16 for the 6x16c2s16 kernel, per 16-channel
   // block [taps][kc16/2][16][2]; empty when that kernel is not used (TFQ8_AVX2_KERNEL=c4).
-  int64_t kc16 = 0;              // u16 values of K per tap (IC rounded up to 2)
+  // im2col16: small IC (< 16) with several taps: K runs over the im2col order tap·IC + ic
+  // (rounded up to 2) as one "tap", and the driver gathers each pixel's window into a row.
+  bool im2col16 = false;
+  int64_t kc16 = 0;              // u16 values of K per tap (IC, or taps·IC, rounded up to 2)
   int64_t block16 = 0;           // s16 elements of one 16-channel block
   std::vector<int16_t> weights_s16;
   std::vector<int32_t> bias;    // [oc_padded]
