@@ -105,24 +105,36 @@ def chain(op, x, r):
     return lambda: f(x)
 
 
-def time_op(op, x, repeats, target_s=0.15):
-    one = chain(op, x, 1)
-    one()
-    t0 = time.perf_counter()
-    one()
-    est = max(time.perf_counter() - t0, 1e-5)
-    r = int(min(50, max(3, target_s / est)))
-    many = chain(op, x, r + 1)
-    many()
-    diffs = []
-    for _ in range(repeats):
+def time_ops(entries, repeats, target_s=0.15):
+    """entries: [(path or None, op, x)]. Times all of them interleaved, repeat by repeat (each
+    repeat times every entry back to back, so all see the same machine load), and returns the
+    median per-call seconds of each. Per call = (chain of r+1 − fastest 1-call run) / r."""
+    chains = []
+    for path, op, x in entries:
+        set_path(path)
+        one = chain(op, x, 1)
+        one()
         t0 = time.perf_counter()
         one()
-        t1 = time.perf_counter()
+        est = max(time.perf_counter() - t0, 1e-5)
+        r = int(min(50, max(3, target_s / est)))
+        many = chain(op, x, r + 1)
         many()
-        t2 = time.perf_counter()
-        diffs.append(((t2 - t1) - (t1 - t0)) / r)
-    return max(statistics.median(diffs), 1e-7)
+        chains.append((path, one, many, r))
+    ones = [[] for _ in entries]
+    manys = [[] for _ in entries]
+    for _ in range(repeats):
+        for i, (path, one, many, r) in enumerate(chains):
+            set_path(path)
+            t0 = time.perf_counter()
+            one()
+            t1 = time.perf_counter()
+            many()
+            t2 = time.perf_counter()
+            ones[i].append(t1 - t0)
+            manys[i].append(t2 - t1)
+    return [max((statistics.median(manys[i]) - min(ones[i])) / r, 1e-7)
+            for i, (_, _, _, r) in enumerate(chains)]
 
 
 def int8_op(c, rng):
@@ -211,45 +223,52 @@ def main():
             shapes[key] += 1
             first.setdefault(key, c.name)
         for batch in batches:
-            fp32 = {}
-            for isa in isas:
+            names = [isa or "default" for isa in isas]
+            print(f"\n## {net}, batch {batch}\n")
+            for isa, name in zip(isas, names):
                 set_path(isa)
-                name = isa or "default"
-                print(f"\n## {net}, batch {batch}, path {name}\n")
-                print(f"kernel ({first[next(iter(shapes))]}): "
-                      f"{kernel_name(next(iter(shapes)), rng)}\n")
-                print("| layer (×count) | shape | int8 ms | int8 GOP/s | % peak | fp32 ms | fp32/int8 |")
-                print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-                t8_sum = t32_sum = 0.0
-                gop_sum = 0.0
-                peak = PEAK_GOPS.get((isa or _default_isa()).split("-")[0], 0.0)
-                for key, count in shapes.items():
-                    x8 = tf.constant(rng.integers(0, 256, (batch, key.h, key.w, key.ic),
-                                                  dtype=np.uint8))
-                    t8 = time_op(int8_op(key, rng), x8, args.repeats)
-                    if not args.no_fp32 and key not in fp32:
-                        xf = tf.constant(rng.normal(size=(batch, key.h, key.w, key.ic))
-                                         .astype(np.float32))
-                        fp32[key] = time_op(fp32_op(key, rng), xf, args.repeats)
-                    t32 = fp32.get(key, float("nan"))
-                    gops = 2 * macs(key, batch) / t8 / 1e9
-                    o = out_size(key)
-                    print(f"| {first[key]} (×{count}) | {key.k}x{key.k}/{key.stride} "
-                          f"{key.h}x{key.w}x{key.ic}→{o}x{o}x{key.oc} | {t8 * 1e3:.3f} | "
-                          f"{gops:.0f} | {100 * gops / peak if peak else 0:.0f}% | "
-                          f"{t32 * 1e3:.3f} | {t32 / t8:.1f} |", flush=True)
-                    t8_sum += count * t8
-                    t32_sum += count * t32
-                    gop_sum += count * 2 * macs(key, batch) / 1e9
-                print(f"| **total** | {gop_sum:.2f} GOP | **{t8_sum * 1e3:.2f}** | "
-                      f"{gop_sum / t8_sum:.0f} | {100 * gop_sum / t8_sum / peak if peak else 0:.0f}%"
-                      f" | {t32_sum * 1e3:.2f} | {t32_sum / t8_sum:.1f} |")
-                totals.append((net, batch, name, t8_sum * 1e3, t32_sum * 1e3))
+                print(f"* path {name}: {kernel_name(next(iter(shapes)), rng)}")
+            print()
+            head = " | ".join(f"{n} ms | {n} GOP/s (% peak) | fp32/{n}" for n in names)
+            print(f"| layer (×count) | shape | fp32 ms | {head} |")
+            print("| --- | --- | ---: |" + " ---: | ---: | ---: |" * len(names))
+            peaks = [PEAK_GOPS.get((isa or _default_isa()).split("-")[0], 0.0) for isa in isas]
+            t8_sum = [0.0] * len(isas)
+            t32_sum = gop_sum = 0.0
+            for key, count in shapes.items():
+                x8 = tf.constant(rng.integers(0, 256, (batch, key.h, key.w, key.ic),
+                                              dtype=np.uint8))
+                entries = [(isa, int8_op(key, rng), x8) for isa in isas]
+                if not args.no_fp32:
+                    xf = tf.constant(rng.normal(size=(batch, key.h, key.w, key.ic))
+                                     .astype(np.float32))
+                    entries.append((None, fp32_op(key, rng), xf))
+                times = time_ops(entries, args.repeats)
+                t32 = times[-1] if not args.no_fp32 else float("nan")
+                gop = 2 * macs(key, batch) / 1e9
+                o = out_size(key)
+                cells = []
+                for i, t8 in enumerate(times[:len(isas)]):
+                    gops = gop / t8
+                    pk = f" ({100 * gops / peaks[i]:.0f}%)" if peaks[i] else ""
+                    cells.append(f"{t8 * 1e3:.3f} | {gops:.0f}{pk} | {t32 / t8:.2f}")
+                    t8_sum[i] += count * t8
+                print(f"| {first[key]} (×{count}) | {key.k}x{key.k}/{key.stride} "
+                      f"{key.h}x{key.w}x{key.ic}→{o}x{o}x{key.oc} | {t32 * 1e3:.3f} | "
+                      + " | ".join(cells) + " |", flush=True)
+                t32_sum += count * t32
+                gop_sum += count * gop
+            cells = [f"**{t * 1e3:.2f}** | {gop_sum / t:.0f} | **{t32_sum / t:.2f}**"
+                     for t in t8_sum]
+            print(f"| **total** | {gop_sum:.2f} GOP | {t32_sum * 1e3:.2f} | " + " | ".join(cells)
+                  + " |")
+            for name, t in zip(names, t8_sum):
+                totals.append((net, batch, name, t * 1e3, t32_sum * 1e3))
     print("\n## Totals (all timed convs)\n")
     print("| net | batch | path | int8 ms | fp32 ms | fp32/int8 |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for net, batch, name, t8, t32 in totals:
-        print(f"| {net} | {batch} | {name} | {t8:.2f} | {t32:.2f} | {t32 / t8:.1f} |")
+        print(f"| {net} | {batch} | {name} | {t8:.2f} | {t32:.2f} | {t32 / t8:.2f} |")
 
 
 def _default_isa():
