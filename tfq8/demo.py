@@ -15,13 +15,13 @@ def make_data(n, seed):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-    theta = (labels % 5) * np.pi / 5 + rng.normal(0, 0.08, n)
-    freq = np.where(labels < 5, 0.25, 0.55) + rng.normal(0, 0.02, n)
+    theta = (labels % 5) * np.pi / 5 + rng.normal(0, 0.2, n)
+    freq = np.where(labels < 5, 0.3, 0.45) + rng.normal(0, 0.04, n)
     phase = rng.uniform(0, 2 * np.pi, n)
     proj = (np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy)
     img = np.sin(freq[:, None, None] * proj + phase[:, None, None])
     color = rng.uniform(0.5, 1.0, (n, 1, 1, 3))
-    x = img[..., None] * color + rng.normal(0, 0.35, (n, 32, 32, 3))
+    x = img[..., None] * color + rng.normal(0, 0.6, (n, 32, 32, 3))
     return x.astype(np.float32), labels.astype(np.int64)
 
 
@@ -32,18 +32,18 @@ def small_resnet():
     def block(x, filters, stride):
         shortcut = x
         y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-        y = layers.BatchNormalization()(y)
+        y = layers.BatchNormalization(momentum=0.9)(y)
         y = layers.ReLU()(y)
         y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-        y = layers.BatchNormalization()(y)
+        y = layers.BatchNormalization(momentum=0.9)(y)
         if stride != 1 or shortcut.shape[-1] != filters:
             shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
-            shortcut = layers.BatchNormalization()(shortcut)
+            shortcut = layers.BatchNormalization(momentum=0.9)(shortcut)
         return layers.ReLU()(layers.Add()([y, shortcut]))
 
     inp = keras.Input((32, 32, 3), name="image")
     x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inp)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = block(x, 16, 1)
     x = block(x, 32, 2)
@@ -70,7 +70,7 @@ def main(epochs=3, verbose=True):
     import tfq8
 
     keras.utils.set_random_seed(0)
-    x_train, y_train = make_data(6000, seed=1)
+    x_train, y_train = make_data(4000, seed=1)
     x_test, y_test = make_data(2000, seed=2)
     model = small_resnet()
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
