@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any, Sequence
 
@@ -15,7 +16,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfq8 import export, frontend
-from tfq8.calibration import CalibrationTable, Calibrator, normalize_calibration_data
+from tfq8.calibration import (
+    SCHEMES,
+    CalibrationTable,
+    Calibrator,
+    CorrectionSite,
+    correct_biases,
+    normalize_calibration_data,
+)
+from tfq8.calibration.calibrator import batch_size_of, take_rows
 from tfq8.passes import pipeline as pipeline_lib
 from tfq8.passes.quantize import QuantizePlan
 
@@ -30,6 +39,14 @@ class QuantConfig:
 
     method: activation range method: "entropy" (KL, TensorRT's), "percentile", "minmax", "mse".
     percentile: for method="percentile".
+    activation_scheme: how tensors that can be negative are quantized: "asymmetric" (one
+      threshold per side, zero point 1…254: all 256 codes cover the observed range) or
+      "symmetric" (zero point 128, one threshold for |x|). Non-negative tensors always get
+      zero point 0.
+    bias_correction: after choosing the scales, one more FP32 pass over the calibration data
+      measures the mean error each INT8 conv/matmul adds (weight and input quantization) and
+      folds it into its f32 bias (tfq8.calibration.bias_correction). The corrections are kept
+      in the calibration table's metadata, so re-quantizing from a saved table reproduces them.
     num_samples: calibration samples to use (None: all the data given).
     batch_size: batch size used to run the FP32 model during calibration.
     per_channel: per-output-channel weight scales (True) or one scale per layer.
@@ -42,6 +59,8 @@ class QuantConfig:
 
     method: str = "percentile"
     percentile: float = 99.99
+    activation_scheme: str = "symmetric"
+    bias_correction: bool = True
     num_samples: int | None = 512
     batch_size: int = 16
     per_channel: bool = True
@@ -53,6 +72,9 @@ class QuantConfig:
     def validate(self):
         if self.method not in METHODS:
             raise ValueError(f"QuantConfig.method must be one of {METHODS}, got {self.method!r}")
+        if self.activation_scheme not in SCHEMES:
+            raise ValueError(f"QuantConfig.activation_scheme must be one of {SCHEMES}, got "
+                             f"{self.activation_scheme!r}")
         if not 0 < self.percentile <= 100:
             raise ValueError(f"QuantConfig.percentile must be in (0, 100], got {self.percentile}")
         if self.num_samples is not None and self.num_samples < 1:
@@ -167,8 +189,10 @@ class QuantizedModel(GraphModel):
         if rep["fp32_ops"]:
             lines.append("  FP32 ops left in the graph: "
                          + ", ".join(f"{op} {c}" for op, c in sorted(rep["fp32_ops"].items())))
-        lines.append(f"  calibration: {self.config.method}, "
-                     f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
+        bc = "bias correction" if BIAS_CORRECTION_KEY in self.calibration_table.metadata \
+            else "no bias correction"
+        lines.append(f"  calibration: {self.config.method}, {self.config.activation_scheme}, "
+                     f"{bc}, {self.calibration_table.metadata.get('num_samples', '?')} samples")
         if self.pipeline_notes is not None:
             lines.append("FP32 passes:")
             lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def))
@@ -221,6 +245,77 @@ def _load_table(src):
                     f"{type(src).__name__}")
 
 
+BIAS_CORRECTION_KEY = "bias_correction"
+
+
+def _correction_sites(plan, layers):
+    reports = {r.node: r for r in layers if r.int8}
+    sites = []
+    for key, grp in plan.groups.items():
+        if grp.kind not in ("conv", "depthwise", "matmul"):
+            continue
+        rep = reports.get(grp.out_node)
+        if rep is None or not rep.input_qparams:
+            continue
+        a = grp.attrs
+        sites.append(CorrectionSite(
+            name=key, kind=grp.kind, input=grp.inputs[0], input_qparams=rep.input_qparams[0],
+            weights=a["weights"], per_channel=plan.per_channel,
+            strides=tuple(a.get("strides", (1, 1))), dilations=tuple(a.get("dilations", (1, 1))),
+            pads=tuple(a.get("pads", (0, 0, 0, 0))), summand=grp.summand,
+            summand_qparams=rep.summand_qparams))
+    return sites
+
+
+def _limited(batches, num_samples):
+    seen = 0
+    for batch in batches:
+        n = batch_size_of(batch)
+        if num_samples is not None and n > num_samples - seen:
+            batch, n = take_rows(batch, num_samples - seen), num_samples - seen
+        if n:
+            yield batch
+        seen += n
+        if num_samples is not None and seen >= num_samples:
+            return
+
+
+def _bias_correction(plan, table, fp32, frozen, calibration_data, config):
+    """Adds the table's bias corrections to the plan's conv biases, measuring them first (one
+    FP32 pass over the calibration data) when the table has none."""
+    corrections = table.metadata.get(BIAS_CORRECTION_KEY)
+    if corrections is None:
+        if calibration_data is None:
+            return
+        try:
+            one_shot = iter(calibration_data) is calibration_data
+        except TypeError:
+            one_shot = False
+        if one_shot:
+            logging.getLogger("tfq8").warning(
+                "bias correction skipped: the calibration data is a one-shot iterator and was "
+                "consumed by calibration (pass an array, a dict, a list or a tf.data.Dataset)")
+            return
+        _, layers = plan.emit(table)  # the qparams each layer's input really gets
+        sites = _correction_sites(plan, layers)
+        if not sites:
+            return
+        tensors = sorted({s.input for s in sites} | {s.summand for s in sites if s.summand})
+        run = _fp32_runner(fp32, frozen, tensors)
+        batches = normalize_calibration_data(calibration_data, frozen.inputs,
+                                             batch_size=config.batch_size)
+        deltas = correct_biases(sites, run, _limited(batches, config.num_samples))
+        corrections = {k: [float(v) for v in d] for k, d in sorted(deltas.items())}
+        table.metadata[BIAS_CORRECTION_KEY] = corrections
+    for key, delta in corrections.items():
+        grp = plan.groups.get(key)
+        if grp is None or "bias" not in grp.attrs or grp.attrs["bias"].size != len(delta):
+            raise ValueError(f"the calibration table's bias correction for {key!r} does not fit "
+                             f"this model; recalibrate")
+        grp.attrs["bias"] = (grp.attrs["bias"].astype(np.float64)
+                             - np.asarray(delta, np.float64)).astype(np.float32)
+
+
 def quantize(model, calibration_data=None, config: QuantConfig | None = None,
              signature="serving_default") -> QuantizedModel:
     """Quantizes `model` to INT8 after calibrating on `calibration_data`.
@@ -252,7 +347,10 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
                                              batch_size=config.batch_size)
         run = _fp32_runner(fp32, frozen, plan.observe)
         table = Calibrator(run, config.method, num_samples=config.num_samples,
-                           percentile=config.percentile, verbose=config.verbose,
+                           percentile=config.percentile, scheme=config.activation_scheme,
+                           verbose=config.verbose,
                            metadata={"signature": frozen.signature_name}).calibrate(batches)
+    if config.bias_correction:
+        _bias_correction(plan, table, fp32, frozen, calibration_data, config)
     int8_graph, layers = plan.emit(table)
     return QuantizedModel(int8_graph, frozen, result, table, layers, config)

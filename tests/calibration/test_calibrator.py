@@ -34,7 +34,8 @@ def test_minmax_table_matches_direct_computation():
     assert not relu.signed and relu.zero_point == 0 and relu.amax == ref["relu:0"].max()
     dead = table["dead:0"]
     assert dead.qparams.scale == 1.0 and "scale set to 1.0" in dead.notes[0]
-    assert table.metadata == {"method": "minmax", "num_batches": 5, "num_samples": 40}
+    assert table.metadata == {"method": "minmax", "num_batches": 5, "num_samples": 40,
+                              "scheme": "symmetric"}
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy", "mse"])

@@ -10,13 +10,15 @@ Pure numpy (TensorFlow is only touched to read a ``tf.data.Dataset`` the caller 
 Modules: ``qparams`` (QParams, the scale/zero-point math, weight scales), ``histogram``
 (bounded |x| histogram, percentile / KL / MSE threshold searches), ``observers`` (one class per
 method), ``table`` (CalibrationTable, JSON), ``calibrator`` (the one-pass driver), ``data``
-(calibration data → batches).
+(calibration data → batches), ``bias_correction`` (mean-error correction of conv biases).
 """
+from tfq8.calibration.bias_correction import BiasCorrector, CorrectionSite, correct_biases
 from tfq8.calibration.calibrator import Calibrator, calibrate
 from tfq8.calibration.data import normalize_calibration_data
 from tfq8.calibration.histogram import DEFAULT_NUM_BINS, AbsHistogram
 from tfq8.calibration.observers import (
     OBSERVERS,
+    SCHEMES,
     EntropyObserver,
     HistogramObserver,
     MinMaxObserver,
@@ -25,13 +27,23 @@ from tfq8.calibration.observers import (
     PercentileObserver,
     make_observer,
 )
-from tfq8.calibration.qparams import QParams, qparams_from_amax, quantize_weights, weight_scales
+from tfq8.calibration.qparams import (
+    QParams,
+    qparams_from_amax,
+    qparams_from_range,
+    qparams_from_scale,
+    quantize_weights,
+    weight_scales,
+)
 from tfq8.calibration.table import FORMAT_VERSION, CalibrationTable, TableEntry
 
 METHODS = tuple(OBSERVERS)
 
 __all__ = [
     "AbsHistogram",
+    "BiasCorrector",
+    "CorrectionSite",
+    "SCHEMES",
     "CalibrationTable",
     "Calibrator",
     "DEFAULT_NUM_BINS",
@@ -47,9 +59,12 @@ __all__ = [
     "QParams",
     "TableEntry",
     "calibrate",
+    "correct_biases",
     "make_observer",
     "normalize_calibration_data",
     "qparams_from_amax",
+    "qparams_from_range",
+    "qparams_from_scale",
     "quantize_weights",
     "weight_scales",
 ]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from tfq8.calibration.histogram import DEFAULT_NUM_BINS
-from tfq8.calibration.observers import OBSERVERS, Observer, make_observer
+from tfq8.calibration.observers import OBSERVERS, SCHEMES, Observer, make_observer
 from tfq8.calibration.table import CalibrationTable, TableEntry
 
 __all__ = ["Calibrator", "calibrate", "batch_size_of", "take_rows"]
@@ -101,6 +101,8 @@ class Calibrator:
       num_samples: stop after this many samples (rows along axis 0 of the batch); None = all.
       percentile: for ``method="percentile"``.
       num_bins: histogram bins of the histogram methods.
+      scheme: "symmetric" (signed tensors: zero point 128) or "asymmetric" (one threshold per
+        side, zero point 1 … 254); see :meth:`Observer.qparams`.
       signed: optional ``{tensor_name: bool}`` forcing the scheme of some tensors (e.g. from
         graph analysis); other tensors are signed when a negative value was observed.
       verbose: show a progress line on stderr (only when it is a terminal) and log notes.
@@ -111,7 +113,8 @@ class Calibrator:
     def __init__(self, run_batch: Callable[[Any], Mapping[str, np.ndarray]],
                  method: str = "entropy", *, num_samples: int | None = None,
                  percentile: float = 99.99, num_bins: int = DEFAULT_NUM_BINS,
-                 signed: Mapping[str, bool] | None = None, verbose: bool = True,
+                 scheme: str = "symmetric", signed: Mapping[str, bool] | None = None,
+                 verbose: bool = True,
                  stream=None, metadata: Mapping[str, Any] | None = None):
         if not callable(run_batch):
             raise TypeError("run_batch must be callable: batch -> {tensor_name: array}")
@@ -125,6 +128,9 @@ class Calibrator:
                                  f"got {num_samples!r}")
             num_samples = int(num_samples)
         make_observer(method, "check", num_bins=num_bins, percentile=percentile)  # validates
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
         self.run_batch = run_batch
         self.method = method
         self.num_samples = num_samples
@@ -200,7 +206,7 @@ class Calibrator:
         if unknown:
             raise ValueError(f"'signed' names tensors that run_batch never returned: {unknown}")
         metadata = {"method": self.method, "num_batches": self.batches_seen,
-                    "num_samples": self.samples_seen}
+                    "num_samples": self.samples_seen, "scheme": self.scheme}
         if self.method != "minmax":
             metadata["num_bins"] = self.num_bins
         if self.method == "percentile":
@@ -214,7 +220,7 @@ class Calibrator:
                     _log.warning("tensor %r: every batch of it was empty; left out of the "
                                  "table", name)
                 continue
-            qp, notes = obs.qparams_with_notes(self.signed.get(name))
+            qp, notes = obs.qparams_with_notes(self.signed.get(name), self.scheme)
             if self.verbose:
                 for note in notes:
                     _log.warning("tensor %r: %s", name, note)

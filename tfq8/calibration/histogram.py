@@ -38,6 +38,11 @@ Threshold searches (all return a threshold ``amax`` ≤ the observed max):
   rounding error inside [0, T] plus clipping error above T, computed in closed form assuming
   uniform density inside each bin (exact zeros contribute no error and are left out).
   Candidates are the bin edges k·bin_width, k = 1 … (bins in use).
+* ``asymmetric_mse``: for a signed tensor quantized asymmetrically (zero point z, q = 0 … 255),
+  the (scale, z) minimizing the same expected squared error, positive side on the grid
+  s·{0 … 255 − z} clipped at (255 − z)·s, negative side on s·{0 … z} clipped at z·s. Searched
+  over every z in 1 … 254 and a geometric grid of scales (``side_squared_errors`` gives one
+  side's error for all (scale, levels) pairs at once, with cumulative sums).
 """
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ __all__ = [
     "kl_divergences",
     "mse_threshold",
     "expected_squared_errors",
+    "side_squared_errors",
+    "asymmetric_mse",
     "DEFAULT_NUM_BINS",
 ]
 
@@ -300,3 +307,59 @@ def mse_threshold(hist: np.ndarray, bin_width: float, levels: int, absmax: float
     err = expected_squared_errors(hist[:used], bin_width, levels, cand)
     k = int(cand[int(np.argmin(err))])
     return float(min(k * bin_width, absmax))
+
+
+def side_squared_errors(hist: np.ndarray, bin_width: float, scales: np.ndarray,
+                        levels: np.ndarray) -> np.ndarray:
+    """E[k, i]: Σ (x − Q(x))² of one side's |x| counts on the grid scales[k]·{0 … levels[i]},
+    clipped at T = levels[i]·scales[k] (any real T, not only bin edges).
+
+    Uniform density in each bin: rounding error of a bin (part) below T is
+    (c/w)·s³·[H(b/s) − H(a/s)], H the sawtooth integral; clipping error of a bin (part) above T
+    is (c/w)·∫(x − T)² dx, summed over whole bins with suffix sums of c, c·j, c·j².
+    """
+    c = np.asarray(hist, np.float64)
+    n = c.size
+    w = float(bin_width)
+    s = np.asarray(scales, np.float64).reshape(-1, 1)
+    lv = np.asarray(levels, np.float64).reshape(1, -1)
+    edges = np.arange(n + 1, dtype=np.float64) * w
+    saw = _sawtooth_integral(edges[None, :] / s)
+    per_bin = (saw[:, 1:] - saw[:, :-1]) * (s ** 3) * (c / w)[None, :]
+    rounding = np.concatenate([np.zeros((s.shape[0], 1)), np.cumsum(per_bin, axis=1)], axis=1)
+    j = np.arange(n, dtype=np.float64)
+    s0 = np.concatenate([np.cumsum(c[::-1])[::-1], [0.0]])
+    s1 = np.concatenate([np.cumsum((c * j)[::-1])[::-1], [0.0]])
+    s2 = np.concatenate([np.cumsum((c * j * j)[::-1])[::-1], [0.0]])
+    t = lv * s                                           # (K, L) clipping thresholds
+    m = np.floor(t / w).astype(np.int64)                 # bin holding T
+    beyond = m >= n                                      # T past the data: no clipping
+    mc = np.minimum(m, n - 1)
+    em = mc * w
+    cm = c[mc]
+    part_round = cm / w * s ** 3 * (lv / 12.0 - _sawtooth_integral(em / s))
+    part_clip = cm / w * (em + w - t) ** 3 / 3.0
+    k1 = mc + 1                                          # whole bins above T: a = j·w − T
+    a0, a1, a2 = s0[k1], s1[k1], s2[k1]
+    clip = (a2 * w * w - 2 * a1 * w * t + a0 * t * t) + w * (a1 * w - a0 * t) + a0 * w * w / 3
+    err = rounding[np.arange(s.shape[0])[:, None], mc] + part_round + part_clip + clip
+    return np.where(beyond, rounding[:, n][:, None], err)
+
+
+def asymmetric_mse(pos: np.ndarray, neg: np.ndarray, bin_width: float, pos_max: float,
+                   neg_max: float, num_scales: int = 320) -> tuple[float, int]:
+    """(scale, zero_point) of least expected squared error for a signed tensor, q = 0 … 255.
+
+    pos / neg: |x| counts of x > 0 / x < 0 (same bins); exact zeros are exact and left out.
+    Scales: ``num_scales`` geometric steps from (pos_max + neg_max)/255 (no clipping) down to
+    1/64 of it; zero points 1 … 254.
+    """
+    top = (float(pos_max) + float(neg_max)) / 255.0
+    if not top > 0:
+        return 1.0, 128
+    scales = top * np.geomspace(1.0 / 64, 1.0, int(num_scales))
+    z = np.arange(1, 255)
+    err = side_squared_errors(pos, bin_width, scales, 255 - z) \
+        + side_squared_errors(neg, bin_width, scales, z)
+    k, i = np.unravel_index(int(np.argmin(err)), err.shape)
+    return float(scales[k]), int(z[i])

@@ -29,11 +29,21 @@ import numpy as np
 from tfq8.calibration.histogram import (
     DEFAULT_NUM_BINS,
     AbsHistogram,
+    asymmetric_mse,
     entropy_threshold,
     mse_threshold,
     percentile_threshold,
 )
-from tfq8.calibration.qparams import S8_LEVELS, U8_LEVELS, QParams, qparams_from_amax
+from tfq8.calibration.qparams import (
+    S8_LEVELS,
+    U8_LEVELS,
+    QParams,
+    qparams_from_amax,
+    qparams_from_range,
+    qparams_from_scale,
+)
+
+SCHEMES = ("asymmetric", "symmetric")
 
 __all__ = [
     "Observer",
@@ -43,6 +53,7 @@ __all__ = [
     "EntropyObserver",
     "MSEObserver",
     "OBSERVERS",
+    "SCHEMES",
     "make_observer",
 ]
 
@@ -111,15 +122,25 @@ class Observer:
         """Largest magnitude the quantizer has to cover: max |x| (signed) or max(x, 0)."""
         return max(-self.min, self.max) if signed else max(self.max, 0.0)
 
-    def qparams(self, signed: bool | None = None) -> QParams:
-        """QParams of this tensor; ``signed=None`` decides from the observed min (< 0 → signed)."""
-        return self.qparams_with_notes(signed)[0]
+    def qparams(self, signed: bool | None = None, scheme: str = "symmetric") -> QParams:
+        """QParams of this tensor; ``signed=None`` decides from the observed min (< 0 → signed).
 
-    def qparams_with_notes(self, signed: bool | None = None) -> tuple[QParams, list[str]]:
+        scheme: how a signed tensor is quantized: "symmetric" (zero point 128, one threshold
+        for |x|) or "asymmetric" (one threshold per side, zero point 1 … 254). Unsigned
+        tensors always get zero point 0.
+        """
+        return self.qparams_with_notes(signed, scheme)[0]
+
+    def qparams_with_notes(self, signed: bool | None = None,
+                           scheme: str = "symmetric") -> tuple[QParams, list[str]]:
         """Like :meth:`qparams`, plus notes about degenerate cases (e.g. an all-zero tensor)."""
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if not self.has_data:
             raise ValueError(f"tensor {self.name!r}: observer has seen no data")
         signed = self.is_signed() if signed is None else bool(signed)
+        if signed and scheme == "asymmetric" and max(-self.min, self.max) > 0.0:
+            return self._asymmetric_qparams(max(-self.min, 0.0), max(self.max, 0.0))
         absmax = self.max_abs(signed)
         notes = []
         if absmax == 0.0:
@@ -137,6 +158,19 @@ class Observer:
     def _threshold(self, signed: bool, absmax: float) -> float:
         """The threshold of this method, 0 < result ≤ absmax; called only when absmax > 0."""
         raise NotImplementedError
+
+    def _side_threshold(self, negative: bool, side_max: float) -> float:
+        """Asymmetric scheme: this method's threshold for one side (max(±x, 0))."""
+        return side_max
+
+    def _asymmetric_qparams(self, neg_max: float, pos_max: float) -> tuple[QParams, list[str]]:
+        notes = []
+        lo = self._side_threshold(True, neg_max) if neg_max > 0 else 0.0
+        hi = self._side_threshold(False, pos_max) if pos_max > 0 else 0.0
+        qp, note = qparams_from_range(lo, hi, self.method)
+        if note:
+            notes.append(note)
+        return qp, notes
 
     def stats(self) -> dict:
         return {"min": self.min, "max": self.max, "num_elements": self.num_elements,
@@ -173,6 +207,15 @@ class HistogramObserver(Observer):
 
     def _threshold_from_histogram(self, counts, zeros, bin_width, levels, absmax) -> float:
         raise NotImplementedError
+
+    def _side_threshold(self, negative, side_max):
+        # one side as an unsigned tensor: the other side counts as zeros; each side of an
+        # asymmetric tensor has about half of the 255 steps, as |x| of a symmetric one does
+        h = self.histogram
+        side, other = (h.neg, h.pos) if negative else (h.pos, h.neg)
+        zeros = h.zeros + int(other.sum())
+        t = self._threshold_from_histogram(side.copy(), zeros, h.bin_width, S8_LEVELS, side_max)
+        return t if t > 0 else side_max
 
 
 class PercentileObserver(HistogramObserver):
@@ -213,6 +256,13 @@ class MSEObserver(HistogramObserver):
 
     def _threshold_from_histogram(self, counts, zeros, bin_width, levels, absmax):
         return mse_threshold(counts, bin_width, levels, absmax)
+
+    def _asymmetric_qparams(self, neg_max, pos_max):
+        # joint search over (scale, zero point): the two sides share the scale
+        h = self.histogram
+        scale, zp = asymmetric_mse(h.pos, h.neg, h.bin_width, pos_max, neg_max)
+        qp, note = qparams_from_scale(scale, zp, self.method)
+        return qp, [note] if note else []
 
 
 OBSERVERS: dict[str, type[Observer]] = {

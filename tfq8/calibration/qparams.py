@@ -4,9 +4,14 @@ tfq8's activation scheme is fixed (docs/int8_numerics.md):
 
 * non-negative tensor (e.g. after ReLU): uint8, ``zero_point = 0``,   ``scale = amax / 255``
   (real 0 … amax ↦ q 0 … 255);
-* tensor that can be negative: "s8 shifted by +128": uint8, ``zero_point = 128``,
-  ``scale = amax / 127`` (real −amax … amax ↦ q 1 … 255, symmetric around 128; the quantizer
-  may still emit q = 0, i.e. −128·scale, for values below −amax − scale/2).
+* tensor that can be negative, symmetric scheme: "s8 shifted by +128": uint8,
+  ``zero_point = 128``, ``scale = amax / 127`` (real −amax … amax ↦ q 1 … 255, symmetric
+  around 128; the quantizer may still emit q = 0, i.e. −128·scale, for values below
+  −amax − scale/2);
+* tensor that can be negative, asymmetric scheme (:func:`qparams_from_range`): separate
+  thresholds ``lo`` (negative side) and ``hi`` (positive side), ``scale = (lo + hi) / 255``,
+  ``zero_point = round(lo / scale)`` clamped to 1 … 254 (real −lo … hi ↦ q 0 … 255: all 256
+  codes used, none wasted on a side that has no values).
 
 Weights are int8 in −127 … 127 with per-output-channel (or per-tensor, shape ``[1]``) scales
 ``max|w| / 127``.
@@ -24,6 +29,8 @@ import numpy as np
 __all__ = [
     "QParams",
     "qparams_from_amax",
+    "qparams_from_range",
+    "qparams_from_scale",
     "weight_scales",
     "quantize_weights",
     "U8_LEVELS",
@@ -54,7 +61,10 @@ class QParams:
 
     @property
     def levels(self) -> int:
-        """Largest quantized magnitude: 127 (signed) or 255 (unsigned)."""
+        """Largest quantized magnitude: 127 (signed) or 255 (unsigned); for an asymmetric signed
+        tensor, the levels of its larger side."""
+        if self.signed and self.zero_point != 128:
+            return max(self.zero_point, U8_LEVELS - self.zero_point)
         return S8_LEVELS if self.signed else U8_LEVELS
 
     def quantize(self, x) -> np.ndarray:
@@ -98,6 +108,35 @@ def qparams_from_amax(amax: float, signed: bool, method: str) -> tuple[QParams, 
         scale = 1.0
     return QParams(scale=scale, zero_point=zero_point, signed=signed, amax=amax,
                    method=method), note
+
+
+def qparams_from_range(lo: float, hi: float, method: str) -> tuple[QParams, str | None]:
+    """Asymmetric qparams of a signed tensor: real −lo … hi ↦ q 0 … 255 (lo, hi ≥ 0).
+
+    ``scale = f32((lo + hi) / 255)``, ``zero_point = round(lo / scale)`` clamped to 1 … 254 so
+    both signs keep at least one level. ``amax`` records max(lo, hi).
+    """
+    lo, hi = float(lo), float(hi)
+    for v in (lo, hi):
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"lo and hi must be finite and >= 0, got {lo!r}, {hi!r}")
+    scale = float(np.float32((lo + hi) / U8_LEVELS))
+    if scale < _F32_TINY:
+        return qparams_from_amax(0.0, True, method)
+    zero_point = int(np.clip(np.rint(lo / scale), 1, U8_LEVELS - 1))
+    return QParams(scale=scale, zero_point=zero_point, signed=True, amax=max(lo, hi),
+                   method=method), None
+
+
+def qparams_from_scale(scale: float, zero_point: int, method: str) -> tuple[QParams, str | None]:
+    """Signed qparams from a scale and zero point chosen directly (e.g. by an MSE search)."""
+    scale = float(np.float32(scale))
+    if not np.isfinite(scale) or scale < _F32_TINY:
+        return qparams_from_amax(0.0, True, method)
+    zero_point = int(np.clip(zero_point, 1, U8_LEVELS - 1))
+    amax = scale * max(zero_point, U8_LEVELS - zero_point)
+    return QParams(scale=scale, zero_point=zero_point, signed=True, amax=amax,
+                   method=method), None
 
 
 def _channel_axis(w: np.ndarray, axis: int) -> int:

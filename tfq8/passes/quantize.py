@@ -80,6 +80,7 @@ class LayerReport:
     input_qparams: list = dataclasses.field(default_factory=list)
     output_qparams: QParams | None = None
     weight_scale_range: tuple | None = None
+    summand_qparams: QParams | None = None
 
 
 class QuantizeError(ValueError):
@@ -452,6 +453,11 @@ class QuantizePlan:
     # ---------------------------------------------------------------- emission
     def emit(self, table) -> tuple[graph_pb2.GraphDef, list[LayerReport]]:
         g = self.g
+        # emit may run more than once (e.g. bias correction emits, measures, emits again): start
+        # from the reports of the matching phase each time
+        if not hasattr(self, "_match_reports"):
+            self._match_reports = list(self.reports)
+        self.reports = list(self._match_reports)
         qp: dict[str, QParams] = {}     # INT8 tensor (FP32 name) → qparams
 
         def lookup(t):
@@ -607,6 +613,7 @@ class QuantizePlan:
             if summand_q is not None:
                 nd.input.append(summand_q)
                 qs = qp[grp.summand]
+                rep.summand_qparams = qs
                 a["num_summand"].i = 1
                 a["summand_scale"].f = qs.scale
                 a["summand_zero_point"].i = qs.zero_point
