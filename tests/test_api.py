@@ -83,6 +83,33 @@ def test_bad_calibration_data_names_the_input(model, bad, match):
         tfq8.quantize(model, bad, _cfg())
 
 
+def test_bias_correction_and_scheme_options(model, data, int8, tmp_path):
+    x = data[:16]
+    corr = int8.calibration_table.metadata["bias_correction"]
+    assert corr and all(np.all(np.isfinite(v)) for v in corr.values())
+    plain = tfq8.quantize(model, x, _cfg(bias_correction=False))
+    assert "bias_correction" not in plain.calibration_table.metadata
+    assert plain.calibration_table.to_dict()["tensors"] == \
+        int8.calibration_table.to_dict()["tensors"]   # only the biases differ
+    # re-quantizing from the saved table reproduces the corrected model without data
+    path = tmp_path / "table.json"
+    int8.calibration_table.save(path)
+    again = tfq8.quantize(model, None, _cfg(calibration_table=str(path)))
+    np.testing.assert_array_equal(again(data[:4]).numpy(), int8(data[:4]).numpy())
+    # a one-shot generator is consumed by calibration: no correction, no error
+    gen = tfq8.quantize(model, (x[i:i + 4] for i in range(0, 16, 4)), _cfg())
+    assert "bias_correction" not in gen.calibration_table.metadata
+    asym = tfq8.quantize(model, x, _cfg(activation_scheme="asymmetric"))
+    zps = {e.qparams.zero_point for e in asym.calibration_table.values() if e.qparams.signed}
+    assert zps and 128 not in zps or len(zps) > 1
+    ref = model(data[:8]).numpy()
+    out = asym(data[:8]).numpy()
+    cos = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
+    assert cos.min() >= 0.999
+    with pytest.raises(ValueError, match="activation_scheme"):
+        tfq8.quantize(model, x, _cfg(activation_scheme="affine"))
+
+
 def test_bad_config_and_model():
     with pytest.raises(ValueError, match="method"):
         tfq8.quantize(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
