@@ -6,7 +6,8 @@ against TF's FP32 tf.nn.conv2d on the same shapes, side by side in one run.
     python bench/ops.py --isa avx2 --isa avx2-c4     # AVX2: the s16 kernel vs the older c4 one
 
 A path is a TFQ8_ISA value, or avx2-c4 (TFQ8_ISA=avx2 with TFQ8_AVX2_KERNEL=c4: the older
-2x32c4 widening kernel, kept for comparison). The kernel each path really runs is read from the
+2x32c4 widening kernel, kept for comparison), or avx2-v1 (TFQ8_AVX2_S16_DRIVER=v1: the s16
+kernel with 1×1 inputs widened to u16 whole, up front, instead of per task in cache). The kernel each path really runs is read from the
 library's TFQ8_VERBOSE log and printed with the CPU model and its int8 ISA flags.
 
 Each op is timed inside a tf.function as a chain of R calls (control dependencies, so they run
@@ -153,12 +154,14 @@ def fp32_op(c, rng):
     return lambda x: tf.nn.conv2d(x, w, strides=c.stride, padding=pad)
 
 
-PATH_ENV = {"avx2-c4": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_KERNEL": "c4"}}
+PATH_ENV = {"avx2-c4": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_KERNEL": "c4"},
+            # the s16 kernel with 1×1 inputs widened whole up front (before per-task widening)
+            "avx2-v1": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_S16_DRIVER": "v1"}}
 
 
 def set_path(isa):
     """Sets the environment of path `isa` (None: the library's default choice)."""
-    for k in ("TFQ8_ISA", "TFQ8_AVX2_KERNEL"):
+    for k in ("TFQ8_ISA", "TFQ8_AVX2_KERNEL", "TFQ8_AVX2_S16_DRIVER"):
         os.environ.pop(k, None)
     if isa:
         os.environ.update(PATH_ENV.get(isa, {"TFQ8_ISA": isa}))

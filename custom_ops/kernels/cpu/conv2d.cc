@@ -159,6 +159,9 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
     // s16 k-pair blocks of 16 channels for qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2.
     constexpr int64_t NR = kIgemmNrAvx2S16;
     p->im2col16 = taps > 1 && ic < 16;
+    p->tuned16 = !EnvIs("TFQ8_AVX2_S16_DRIVER", "v1");
+    p->pointwise16 = !p->im2col16 && taps == 1 && p->tuned16 &&
+                     s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0;
     p->kc16 = p->im2col16 ? RoundUp(taps * ic, 2) : RoundUp(ic, 2);
     p->block16 = (p->im2col16 ? 1 : taps) * p->kc16 * NR;
     const int64_t nb16 = (oc + NR - 1) / NR;
@@ -367,21 +370,29 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const int64_t in_px = s.n * s.h * s.w;
   const int64_t xs = im2col ? ic : kc;  // u16 values per widened input pixel
   const uint16_t zp = static_cast<uint16_t>(p.input_zero_point);
-  // The input zero-extended to u16 rows of xs values, then one row of zp_in (padding taps).
-  U16Lease buf(static_cast<size_t>((in_px + 1) * xs));
+  // 1×1 without padding: every output pixel reads one input pixel, so each task widens just
+  // the rows of its own chunk into a thread-local buffer that stays in cache (no whole-tensor
+  // u16 copy written to and read back from memory).
+  const bool pointwise = p.pointwise16;
+  // Otherwise: the input zero-extended to u16 rows of xs values, then one row of zp_in
+  // (padding taps).
+  U16Lease buf(pointwise ? 0 : static_cast<size_t>((in_px + 1) * xs));
   uint16_t* x16 = buf.data();
   uint16_t* zrow = x16 + in_px * xs;
-  for (int64_t i = 0; i < xs; ++i) zrow[i] = zp;
-  pfor(in_px, xs / 4 + 4, [&](int64_t b, int64_t e) {
-    qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * xs, xs, xs);
-  });
+  if (!pointwise) {
+    for (int64_t i = 0; i < xs; ++i) zrow[i] = zp;
+    pfor(in_px, xs / 4 + 4, [&](int64_t b, int64_t e) {
+      qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * xs, xs, xs);
+    });
+  }
 
   const int64_t pixels = s.pixels(), oc = s.oc;
   const int64_t mblocks = (pixels + MR - 1) / MR, nblocks = (oc + NR - 1) / NR;
-  // Pixel blocks per task: their u16 rows (≤ MR·taps·kc values each) should stay in L2 while
-  // the task walks the channel blocks; then split channels until there are enough tasks.
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   constexpr int64_t kTargetTasks = 16;
   const int64_t a_bytes = MR * taps * kc * 2;
+  // Pixel blocks per task: their u16 rows (≤ MR·taps·kc values each) should stay in L2 while
+  // the task walks the channel blocks; then split channels until there are enough tasks.
   int64_t mchunk = std::max<int64_t>(1, std::min<int64_t>(mblocks, (192 << 10) / a_bytes));
   int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
   int64_t ngroups = 1;
@@ -395,11 +406,11 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   }
   const int64_t per_group = (nblocks + ngroups - 1) / ngroups;
   ngroups = (nblocks + per_group - 1) / per_group;
-  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
   pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const uint16_t*> ptrs;
-    thread_local std::vector<uint16_t> rows;  // im2col16: the gathered windows of a chunk
+    // im2col16: the gathered windows of a chunk; pointwise16: the chunk's rows widened to u16
+    thread_local std::vector<uint16_t> rows;
     int64_t built = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / ngroups, grp = t % ngroups;
@@ -407,7 +418,27 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
       if (built != chunk) {
         // Indirection rows [mb][tap][MR]; rows past the last pixel repeat it.
         ptrs.resize((mb1 - mb0) * taps * MR);
-        if (im2col) {
+        if (pointwise) {
+          const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
+          rows.resize((r1 - r0) * kc);
+          if (s.stride_h == 1 && s.stride_w == 1) {
+            qu8_widen_u16__avx2(input + r0 * ic, r1 - r0, ic, ic, rows.data(), kc, kc);
+          } else {
+            int64_t n = r0 / (s.oh * s.ow), oy = r0 / s.ow % s.oh, ox = r0 % s.ow;
+            for (int64_t r = r0; r < r1; ++r) {
+              qu8_widen_u16__avx2(
+                  input + ((n * s.h + oy * s.stride_h) * s.w + ox * s.stride_w) * ic, 1, ic, ic,
+                  rows.data() + (r - r0) * kc, kc, kc);
+              if (++ox == s.ow) {
+                ox = 0;
+                if (++oy == s.oh) oy = 0, ++n;
+              }
+            }
+          }
+          for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
+            ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
+          }
+        } else if (im2col) {
           rows.resize((mb1 - mb0) * MR * kc);
           const int64_t row_len = s.kw * ic;
           for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
@@ -438,7 +469,7 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
             std::fill(row + s.kh * row_len, row + kc, uint16_t{0});  // zero weights there
           }
         }
-        for (int64_t mb = mb0; mb < mb1 && !im2col; ++mb) {
+        for (int64_t mb = mb0; mb < mb1 && !im2col && !pointwise; ++mb) {
           const uint16_t** a = ptrs.data() + (mb - mb0) * taps * MR;
           for (int64_t m = 0; m < MR; ++m) {
             const int64_t px = std::min(mb * MR + m, pixels - 1);
@@ -456,21 +487,19 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
         }
         built = chunk;
       }
-      const int64_t nb_end = std::min(nblocks, (grp + 1) * per_group);
-      for (int64_t nb = grp * per_group; nb < nb_end; ++nb) {
-        const int64_t n0 = nb * NR;
+      const int64_t nb_begin = grp * per_group, nb_end = std::min(nblocks, nb_begin + per_group);
+      auto block = [&](int64_t mb, int64_t nb) {
+        const int64_t n0 = nb * NR, p0 = mb * MR;
         const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
-        const int16_t* w = p.weights_s16.data() + nb * p.block16;
-        for (int64_t mb = mb0; mb < mb1; ++mb) {
-          const int64_t p0 = mb * MR;
-          const size_t mr = static_cast<size_t>(std::min<int64_t>(MR, pixels - p0));
-          qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
-              mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * MR, w, p.bias.data() + n0,
-              p.mul.data() + n0, p.badd.data() + n0,
-              static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-              summand ? summand + p0 * oc + n0 : nullptr, p.ep);
-        }
-      }
+        const size_t mr = static_cast<size_t>(std::min<int64_t>(MR, pixels - p0));
+        qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
+            mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * MR,
+            p.weights_s16.data() + nb * p.block16, p.bias.data() + n0, p.mul.data() + n0,
+            p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+            summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+      };
+      for (int64_t nb = nb_begin; nb < nb_end; ++nb)
+        for (int64_t mb = mb0; mb < mb1; ++mb) block(mb, nb);
     }
   });
 }

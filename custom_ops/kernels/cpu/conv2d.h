@@ -96,6 +96,12 @@ struct PackedConv {
   // im2col16: small IC (< 16) with several taps: K runs over the im2col order tap·IC + ic
   // (rounded up to 2) as one "tap", and the driver gathers each pixel's window into a row.
   bool im2col16 = false;
+  // 1×1 without padding: widen each task's rows of the input into a thread-local buffer instead
+  // of the whole input up front.
+  bool pointwise16 = false;
+  // false with TFQ8_AVX2_S16_DRIVER=v1 (read at packing time, for A/B timing only): 1×1 inputs
+  // widened whole up front as before pointwise16 existed.
+  bool tuned16 = true;
   int64_t kc16 = 0;              // u16 values of K per tap (IC, or taps·IC, rounded up to 2)
   int64_t block16 = 0;           // s16 elements of one 16-channel block
   std::vector<int16_t> weights_s16;

@@ -1,0 +1,220 @@
+"""Whole-model INT8 vs FP32 on the CPU, and where the INT8 time goes, per op type.
+
+    python bench/profile_model.py                          # ResNet50 + MobileNetV2, batch 1 and 16
+    python bench/profile_model.py --models mobilenetv2 --batch 1 --repeats 20
+    python bench/profile_model.py --no-profile             # end-to-end times only
+    python bench/profile_model.py --ab-env TFQ8_AVX2_S16_DRIVER=v1   # + INT8 packed the old way
+
+For each Keras model (weights=None, 224×224) it quantizes with tfq8.quantize (method minmax,
+16 random calibration images), then, with 2 threads (intra 2, inter 1):
+
+1. End to end: FP32 (tf.function over the Keras model) and INT8 (the QuantizedModel's
+   tf.function) called alternately, repeat by repeat, so both see the same load on a shared
+   machine; median ms per batch, and the FP32/INT8 ratio.
+2. Per op: the INT8 GraphDef in a tf.compat.v1 Session, run with FULL_TRACE; the step stats'
+   per-node wall times (op start → op end) are summed per category, median over --trace-runs
+   traces. Convs are split by shape: 1×1 small-K (input channels ≤ 64), 1×1 larger K,
+   3×3 / k×k, and the first conv (few input channels). Inter-op parallelism is 1, so the ops run
+   one after another and the per-op sums add up to about the step time; the rest ("gap") is
+   the executor's own cost between ops.
+"""
+import argparse
+import collections
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+import tfq8  # noqa: E402
+import tfq8.export  # noqa: E402
+
+MODELS = {
+    "resnet50": lambda: tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
+    "mobilenetv2": lambda: tf.keras.applications.MobileNetV2(weights=None,
+                                                             input_shape=(224, 224, 3)),
+}
+
+
+def quantize(name):
+    model = MODELS[name]()
+    calib = np.random.RandomState(0).uniform(-1, 1, (16, 224, 224, 3)).astype(np.float32)
+    t0 = time.perf_counter()
+    q = tfq8.quantize(model, calib, tfq8.QuantConfig(method="minmax", verbose=False))
+    return model, q, time.perf_counter() - t0
+
+
+def time_e2e(model, q, batch, repeats, q_ab=None, ab_env=None):
+    """Median ms of FP32, INT8 and (q_ab: a second INT8 model whose ops were first run, and so
+    packed, with the environment ab_env) the A/B INT8 variant, called alternately."""
+    fp32 = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3))
+                    .astype(np.float32))
+    for _ in range(2):
+        fp32(x).numpy()
+        q(x).numpy()
+        if q_ab is not None:
+            saved = {k: os.environ.get(k) for k in ab_env}
+            os.environ.update(ab_env)
+            q_ab(x).numpy()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k)
+                else:
+                    os.environ[k] = v
+    fns = [fp32, q] + ([q_ab] if q_ab is not None else [])
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for f, tl in zip(fns, times):
+            t0 = time.perf_counter()
+            f(x).numpy()
+            tl.append(time.perf_counter() - t0)
+    return [statistics.median(tl) * 1e3 for tl in times]
+
+
+def _const_shapes(gd):
+    shapes = {}
+    for n in gd.node:
+        if n.op == "Const":
+            shapes[n.name] = [d.size for d in n.attr["value"].tensor.tensor_shape.dim]
+    return shapes
+
+
+def categorize(gd):
+    """node name → category."""
+    shapes = _const_shapes(gd)
+    cat = {}
+    for n in gd.node:
+        op = n.op
+        if op == "Tfq8Conv2D":
+            kh, kw, ic, _ = shapes.get(n.input[1].split(":")[0], [0, 0, 0, 0])
+            summ = "+sum" if n.attr["num_summand"].i else ""
+            if kh == 1 and kw == 1:
+                c = f"conv 1x1 K<=64{summ}" if ic <= 64 else f"conv 1x1 K>64{summ}"
+            elif ic < 8:
+                c = "conv first (IC<8)"
+            else:
+                c = f"conv {kh}x{kw}{summ}"
+            s = list(n.attr["strides"].list.i)
+            if s and max(s) > 1:
+                c += " s2"
+            cat[n.name] = c
+        elif op == "Tfq8DepthwiseConv2D":
+            s = list(n.attr["strides"].list.i)
+            cat[n.name] = "depthwise s2" if s and max(s) > 1 else "depthwise s1"
+        else:
+            cat[n.name] = op
+    return cat
+
+
+def profile(q, batch, runs):
+    gd = q.graph_def
+    cat = categorize(gd)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+    cfg = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=2,
+                                   inter_op_parallelism_threads=1)
+    sess = tf.compat.v1.Session(graph=graph, config=cfg)
+    inp = graph.get_tensor_by_name(q.inputs[0].tensor)
+    out = graph.get_tensor_by_name(q.outputs[0].tensor)
+    x = np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3)).astype(np.float32)
+    for _ in range(3):
+        sess.run(out, {inp: x})
+    plain = []
+    for _ in range(max(runs, 5)):
+        t0 = time.perf_counter()
+        sess.run(out, {inp: x})
+        plain.append(time.perf_counter() - t0)
+    per_run = []
+    counts = collections.Counter()
+    for r in range(runs):
+        opts = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        md = tf.compat.v1.RunMetadata()
+        t0 = time.perf_counter()
+        sess.run(out, {inp: x}, options=opts, run_metadata=md)
+        wall = time.perf_counter() - t0
+        sums = collections.Counter()
+        first, last = None, None
+        for dev in md.step_stats.dev_stats:
+            for ns in dev.node_stats:
+                name = ns.node_name.split(":")[0]
+                if name in ("_SOURCE", "_SINK") or name.startswith("_"):
+                    continue
+                us = ns.all_end_rel_micros
+                c = cat.get(name, "other")
+                sums[c] += us
+                if r == 0:
+                    counts[c] += 1
+                st = ns.all_start_micros
+                first = st if first is None else min(first, st)
+                last = st + us if last is None else max(last, st + us)
+        sums["(step, first op start to last op end)"] = last - first
+        sums["(session.run wall, traced)"] = wall * 1e6
+        per_run.append(sums)
+    sess.close()
+    keys = set().union(*per_run)
+    med = {k: statistics.median(s.get(k, 0) for s in per_run) / 1e3 for k in keys}
+    return med, counts, statistics.median(plain) * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--batch", type=int, action="append")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--trace-runs", type=int, default=5)
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--ab-env", action="append", default=[],
+                    help="KEY=VALUE: also time a second INT8 instance packed with this "
+                         "environment (e.g. TFQ8_AVX2_S16_DRIVER=v1), interleaved")
+    args = ap.parse_args()
+    batches = args.batch or [1, 16]
+    print(f"CPU threads: intra 2, inter 1; load average {os.getloadavg()[0]:.1f}")
+    rows = []
+    for name in args.models:
+        model, q, tq = quantize(name)
+        print(f"\n## {name} (quantized in {tq:.1f} s) ops: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(q.op_counts().items())
+                          if k != "Const"))
+        ab_env = dict(kv.split("=", 1) for kv in args.ab_env)
+        q_ab = None
+        if ab_env:
+            q_ab = tfq8.export.make_callable(q.graph_def, q.inputs, q.outputs)
+        for b in batches:
+            t = time_e2e(model, q, b, max(3, args.repeats if b == 1 else args.repeats // 2),
+                         q_ab, ab_env)
+            f, i = t[0], t[1]
+            rows.append((name, b, *t))
+            ab = f"  INT8 {ab_env} {t[2]:.2f} ms" if q_ab is not None else ""
+            print(f"{name} b{b}: FP32 {f:.2f} ms  INT8 {i:.2f} ms  FP32/INT8 {f / i:.2f}{ab}")
+            if args.no_profile:
+                continue
+            med, counts, plain = profile(q, b, args.trace_runs)
+            total = sum(v for k, v in med.items() if not k.startswith("("))
+            print(f"  INT8 Session.run untraced median {plain:.2f} ms; traced step: "
+                  f"{med['(step, first op start to last op end)']:.2f} ms, "
+                  f"sum of op times {total:.2f} ms")
+            print(f"  {'category':34s} {'n':>4s} {'ms':>9s} {'%':>6s}")
+            for k, v in sorted(med.items(), key=lambda kv: -kv[1]):
+                if k.startswith("("):
+                    continue
+                print(f"  {k:34s} {counts.get(k, 0):4d} {v:9.3f} {100 * v / total:6.1f}")
+    ab = " | INT8 A/B ms | FP32/A/B" if args.ab_env else ""
+    print(f"\n| model | batch | FP32 ms | INT8 ms | FP32/INT8{ab} |\n| --- | ---: | ---: | ---: "
+          f"| ---: |" + (" ---: | ---: |" if args.ab_env else ""))
+    for name, b, f, i, *rest in rows:
+        extra = f" {rest[0]:.2f} | {f / rest[0]:.2f} |" if rest else ""
+        print(f"| {name} | {b} | {f:.2f} | {i:.2f} | {f / i:.2f} |{extra}")
+
+
+if __name__ == "__main__":
+    main()
