@@ -1,12 +1,19 @@
 // Depthwise convolution: weight packing for the SIMD micro-kernels and the driver that splits
 // output rows over the caller's ParallelFor and builds the indirection buffers.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "custom_ops/kernels/cpu/dwconv.h"
 
 namespace tfq8 {
 namespace {
+
+// TFQ8_DW_INDIRECTION=v1 (A/B timing only): build every indirection row with the nested loops.
+bool EnvIs(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
 
 struct MicroConfig {
   DwMicroKernelFn fn;
@@ -111,11 +118,38 @@ void DwConvRun(const DwConvShape& s, const uint8_t* input, const int8_t* filter,
     }
   }
   const uint8_t* zero = zero_row.data();
+  // Rows whose window lies inside the input vertically share one pattern: the byte offset of
+  // every (column, tap) input pixel from the window's top input row (-1: horizontal padding).
+  // Their indirection row is then one flat pass, base + offset, instead of the nested loops.
+  const size_t row_ptrs = static_cast<size_t>(s.ow) * taps;
+  const int64_t row_bytes = s.w * s.c;
+  std::vector<int64_t> pattern(row_ptrs);
+  for (int64_t ox = 0; ox < s.ow; ++ox) {
+    for (int64_t ky = 0; ky < s.kh; ++ky) {
+      for (int64_t kx = 0; kx < s.kw; ++kx) {
+        const int64_t co = col_off[ox * s.kw + kx];
+        pattern[(ox * s.kh + ky) * s.kw + kx] = co >= 0 ? ky * s.dil_h * row_bytes + co : -1;
+      }
+    }
+  }
+  const bool use_pattern = !EnvIs("TFQ8_DW_INDIRECTION", "v1");
   pfor(rows, row_cost, [&](int64_t b, int64_t e) {
-    std::vector<const uint8_t*> ptrs(static_cast<size_t>(s.ow) * taps);
+    std::vector<const uint8_t*> ptrs(row_ptrs);
     std::vector<const uint8_t*> row_base(static_cast<size_t>(s.kh));
     for (int64_t row = b; row < e; ++row) {
       const int64_t n = row / s.oh, oy = row % s.oh;
+      const int64_t iy0 = oy * s.stride_h - s.pad_top;
+      if (use_pattern && iy0 >= 0 && iy0 + (s.kh - 1) * s.dil_h < s.h) {
+        const uint8_t* base = input + (n * s.h + iy0) * row_bytes;
+        const int64_t* pat = pattern.data();
+        const uint8_t** dst = ptrs.data();
+        for (size_t i = 0; i < row_ptrs; ++i) dst[i] = pat[i] >= 0 ? base + pat[i] : zero;
+        const int64_t first = row * s.ow * s.c;
+        cfg.fn(static_cast<size_t>(s.c), static_cast<size_t>(s.ow), taps, ptrs.data(),
+               packed->data(), p, summand ? summand + first : nullptr,
+               static_cast<uint8_t*>(output) + first * esize);
+        continue;
+      }
       for (int64_t ky = 0; ky < s.kh; ++ky) {
         const int64_t iy = oy * s.stride_h - s.pad_top + ky * s.dil_h;
         row_base[ky] = iy >= 0 && iy < s.h ? input + (n * s.h + iy) * s.w * s.c : nullptr;
