@@ -171,3 +171,28 @@ def test_stale_calibration_table_is_refused(tmp_path):
     other = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="zz")])
     with pytest.raises(ValueError, match="recalibrate"):
         tfq8.quantize(other, None, _config(calibration_table=str(path)))
+
+
+def test_strided_subsample_runs_as_int8_maxpool():
+    # move_strides inserts x[:, ::2, ::2, :] where a stride cannot move further; on INT8 data it
+    # becomes a 1×1 stride-2 Tfq8MaxPool (the same selection, without TF's slow uint8 slice).
+    rng = np.random.default_rng(6)
+    w1 = tf.constant(rng.normal(0, 0.3, (3, 3, 4, 8)).astype(np.float32))
+    w2 = tf.constant(rng.normal(0, 0.3, (1, 1, 8, 6)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 9, 9, 4], tf.float32)])
+    def f(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
+        y = tf.strided_slice(y, [0, 0, 0, 0], [0, 0, 0, 0], [1, 2, 2, 1], begin_mask=15,
+                             end_mask=15)
+        return tf.nn.conv2d(y, w2, 1, "VALID")
+
+    data = rng.normal(0, 1, (8, 9, 9, 4)).astype(np.float32)
+    q = tfq8.quantize(f, data, _config())
+    ops = _ops(q)
+    assert "StridedSlice" not in ops and ops.get("Tfq8MaxPool") == 1
+    (pool,) = [n for n in q.graph_def.node if n.op == "Tfq8MaxPool"]
+    assert list(pool.attr["ksize"].list.i) == [1, 1] and list(pool.attr["strides"].list.i) == [2, 2]
+    ref = f(data).numpy()
+    assert q(data).numpy().shape == ref.shape == (8, 5, 5, 6)
+    assert _cosine(ref, q(data).numpy()).min() >= 0.999
