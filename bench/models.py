@@ -16,10 +16,11 @@ Engines (each engine × model in a process of its own, bench/peers/worker.py):
   inc_keras3      Intel Neural Compressor on the Keras 3 graph (what TF 2.21 gives by default)
 A peer that is missing or fails is reported as "n/a (reason)"; the run goes on.
 
-Per cell: median latency over >= --reps calls after --warmup calls, throughput (img/s), speedup
+Per cell: median latency over >= --reps calls (and >= --min-seconds) after --warmup calls, throughput (img/s), speedup
 vs TF FP32 and vs the fastest peer (TFLite, ORT, INC; >1 means faster than it), the conversion
-time, the cosine of the outputs (logits) vs the FP32 model, and the 1-minute load average
-(the machine is shared: a load above ~1 means the numbers are disturbed). Writes results.json
+time, the cosine of the outputs (logits) vs the FP32 model, and "other CPU": how many cores'
+worth of CPU other processes used while the cell was timed (the machine is shared: above ~0.1
+the numbers are disturbed — engines whose thread pools spin, e.g. ONNX Runtime, suffer most). Writes results.json
 and results.md to --out (default /tmp/tfq8-bench-models-<time>) and prints the tables.
 
 Models: random weights, BatchNorm statistics set from a forward pass (so activations keep a
@@ -102,6 +103,7 @@ def run_worker(args, engine, model, out_dir):
            "--model", model, "--batches", *map(str, args.batches),
            "--graph-time-batches", *map(str, args.graph_time_batches),
            "--reps", str(args.reps), "--warmup", str(args.warmup), "--calib", str(args.calib),
+           "--min-seconds", str(args.min_seconds),
            "--out", out_json]
     subs = SUB_ENGINES.get(engine, [engine])
     t0 = time.time()
@@ -197,7 +199,7 @@ def tables(rows, by_cell, meta):
     out.append("### Per engine")
     out.append("")
     head = ["model", "batch", "engine", "median ms", "p10–p90 ms", "img/s", "vs TF FP32",
-            "vs fastest peer", "graph ms", "convert s", "cos vs FP32", "load"]
+            "vs fastest peer", "graph ms", "convert s", "cos vs FP32", "other CPU"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for (model, batch), cell in by_cell.items():
@@ -216,7 +218,7 @@ def tables(rows, by_cell, meta):
                 fmt(r.get("speedup_vs_tf_fp32"), ".2f") + "×",
                 fmt(r.get("speedup_vs_fastest_peer"), ".2f") + "×",
                 fmt(r.get("graph_ms"), ".2f"), fmt(r.get("convert_s"), ".0f"),
-                fmt(r.get("cos_vs_fp32"), ".4f"), fmt(r.get("loadavg"), ".1f")]) + " |")
+                fmt(r.get("cos_vs_fp32"), ".4f"), fmt(r.get("other_cpu_cores"), ".2f")]) + " |")
     return "\n".join(out)
 
 
@@ -259,6 +261,8 @@ def main(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=None, help="default 1 16")
     p.add_argument("--reps", type=int, default=None, help="timed calls per cell (default 20)")
     p.add_argument("--warmup", type=int, default=None, help="default 5")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="time each cell for at least this long (default 2; 0 with --quick)")
     p.add_argument("--calib", type=int, default=None, help="calibration images (default 32)")
     p.add_argument("--graph-time-batches", type=int, nargs="*", default=[1],
                    help="batches at which TF FP32 and tfq8 are also timed inside one graph")
@@ -277,6 +281,8 @@ def main(argv=None):
     args.reps = args.reps or (5 if q else 20)
     args.warmup = args.warmup if args.warmup is not None else (2 if q else 5)
     args.calib = args.calib or (8 if q else 32)
+    if args.min_seconds is None:
+        args.min_seconds = 0.0 if q else 2.0
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = args.out or f"/tmp/tfq8-bench-models-{stamp}"
     os.makedirs(out_dir, exist_ok=True)

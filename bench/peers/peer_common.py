@@ -109,16 +109,39 @@ def time_cell(fn, batch, warmup, reps, min_seconds=0.0):
     for _ in range(warmup):
         fn()
     times = []
+    cpu0, own0 = _cpu_counters(), os.times()
     start = time.perf_counter()
     while len(times) < reps or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - start
+    cpu1, own1 = _cpu_counters(), os.times()
     times_ms = sorted(t * 1e3 for t in times)
     med = statistics.median(times_ms)
-    return {"median_ms": med, "min_ms": times_ms[0],
-            "p10_ms": times_ms[len(times_ms) // 10], "p90_ms": times_ms[(9 * len(times_ms)) // 10],
-            "reps": len(times_ms), "warmup": warmup, "img_per_s": batch * 1e3 / med}
+    r = {"median_ms": med, "min_ms": times_ms[0],
+         "p10_ms": times_ms[len(times_ms) // 10], "p90_ms": times_ms[(9 * len(times_ms)) // 10],
+         "reps": len(times_ms), "warmup": warmup, "img_per_s": batch * 1e3 / med}
+    if cpu0 and cpu1:
+        # Cores' worth of CPU that other processes used during the timed calls (0 = quiet
+        # machine; 1 = one of the 2 cores busy elsewhere), and the hypervisor's steal.
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (cpu1[0] - cpu0[0]) / hz
+        own = (own1.user + own1.system) - (own0.user + own0.system)
+        r["other_cpu_cores"] = max(busy - own, 0.0) / wall
+        r["steal_cores"] = (cpu1[1] - cpu0[1]) / hz / wall
+    return r
+
+
+def _cpu_counters():
+    """(busy jiffies, steal jiffies) of all CPUs from /proc/stat, or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return sum(v[:3]) + sum(v[5:8]), v[7]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def row(engine, model_name, batch, **kw):

@@ -96,7 +96,7 @@ def run(args, engine):
 
             out = call()
             ref = model(x, training=False).numpy()
-            stats = C.time_cell(call, b, args.warmup, args.reps)
+            stats = C.time_cell(call, b, args.warmup, args.reps, args.min_seconds)
             rows.append(C.row(engine, args.model, b, label=LABELS[engine], convert_s=convert_s,
                               cos_vs_fp32=C.cosine(out, ref), **stats, **extra))
         except Exception as e:  # noqa: BLE001

@@ -106,7 +106,7 @@ def run(args, engine=None):
 
                 out = call()
                 ref = model(x, training=False).numpy()
-                stats = C.time_cell(call, b, args.warmup, args.reps)
+                stats = C.time_cell(call, b, args.warmup, args.reps, args.min_seconds)
                 rows.append(C.row(eng, args.model, b, label=label, convert_s=convert_s,
                                   cos_vs_fp32=C.cosine(out, ref), **stats))
             except Exception as e:  # noqa: BLE001

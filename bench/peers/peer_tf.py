@@ -121,7 +121,7 @@ def run(args, engine):
                 y = fn(xt)
                 (list(y.values())[0] if isinstance(y, dict) else y).numpy()
 
-            stats = C.time_cell(call, b, args.warmup, args.reps)
+            stats = C.time_cell(call, b, args.warmup, args.reps, args.min_seconds)
             r = C.row(engine, args.model, b, label=label, convert_s=convert_s, cos_vs_fp32=cos,
                       **stats, **extra)
             if b in args.graph_time_batches:

@@ -56,7 +56,7 @@ def run(args, engine="tflite"):
             ref = model(x, training=False).numpy()
             ops = sorted({d["op_name"] for d in interp._get_ops_details()}) \
                 if hasattr(interp, "_get_ops_details") else None
-            stats = C.time_cell(call, b, args.warmup, args.reps)
+            stats = C.time_cell(call, b, args.warmup, args.reps, args.min_seconds)
             rows.append(C.row(engine, args.model, b, label="TFLite INT8 (XNNPACK)",
                               convert_s=convert_s, cos_vs_fp32=C.cosine(out, ref),
                               model_bytes=len(flat), tflite_ops=ops, **stats))

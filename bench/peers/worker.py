@@ -28,6 +28,8 @@ def main():
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--calib", type=int, default=32)
+    p.add_argument("--min-seconds", type=float, default=0.0,
+                   help="keep timing past --reps until this many seconds have passed")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     if args.engine in ("tf_fp32", "tf_fp32_onednn", "tfq8"):
