@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "custom_ops/kernels/cpu/conv2d.h"
+#include "custom_ops/tf/attrs.h"
 #include "custom_ops/tf/common.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -27,6 +28,11 @@ namespace errors = ::tensorflow::errors;
 
 // Packed weights of one ISA, and the input tensors they were made from. Holding the Tensors
 // keeps their buffers alive, so a buffer address seen again is the same data.
+static_assert(static_cast<int>(ConvActivation::kClip) ==
+                  static_cast<int>(EpilogueAttrs::Activation::kClip) &&
+              static_cast<int>(QOutType::kS32) == static_cast<int>(EpilogueAttrs::OutType::kS32),
+              "CopyEpilogueAttrs casts the enums");
+
 struct CacheEntry {
   std::shared_ptr<const PackedConv> packed;
   Tensor filter, bias, filter_scale;
@@ -35,74 +41,13 @@ struct CacheEntry {
 class QConvOpBase : public OpKernel {
  public:
   explicit QConvOpBase(OpKernelConstruction* ctx, bool matmul) : OpKernel(ctx), matmul_(matmul) {
-    auto& a = attrs_;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &a.input_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &a.input_zero_point));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", a.input_scale, a.input_zero_point));
-    DataType tbias;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("Tbias", &tbias));
-    a.bias_is_int32 = tbias == ::tensorflow::DT_INT32;
-    int num_summand;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_summand", &num_summand));
-    OP_REQUIRES(ctx, num_summand <= 1,
-                errors::InvalidArgument("num_summand must be 0 or 1, got ", num_summand));
-    a.has_summand = num_summand == 1;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_scale", &a.summand_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_zero_point", &a.summand_zero_point));
-    if (a.has_summand) {
-      OP_REQUIRES_OK(ctx, CheckQParams("summand", a.summand_scale, a.summand_zero_point));
-    }
-    std::string act;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
-    a.activation = act == "RELU"    ? ConvActivation::kRelu
-                   : act == "RELU6" ? ConvActivation::kRelu6
-                   : act == "CLIP"  ? ConvActivation::kClip
-                                    : ConvActivation::kNone;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_min", &a.clip_min));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_max", &a.clip_max));
-    if (a.activation == ConvActivation::kClip) {
-      OP_REQUIRES(ctx, std::isfinite(a.clip_min) && std::isfinite(a.clip_max) &&
-                           a.clip_min <= a.clip_max,
-                  errors::InvalidArgument("CLIP needs finite clip_min <= clip_max, got ",
-                                          a.clip_min, " and ", a.clip_max));
-    }
-    DataType out_type;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("out_type", &out_type));
-    a.out_type = out_type == ::tensorflow::DT_UINT8   ? QOutType::kU8
-                 : out_type == ::tensorflow::DT_FLOAT ? QOutType::kF32
-                                                      : QOutType::kS32;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &a.output_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &a.output_zero_point));
-    if (a.out_type == QOutType::kU8) {
-      OP_REQUIRES_OK(ctx, CheckQParams("output", a.output_scale, a.output_zero_point));
-    }
-    if (a.out_type == QOutType::kS32) {
-      OP_REQUIRES(ctx, a.activation == ConvActivation::kNone && !a.has_summand,
-                  errors::InvalidArgument(
-                      "out_type int32 returns the raw accumulator: it takes no activation "
-                      "(got ", act, ") and no summand (num_summand = ", num_summand, ")"));
-    }
+    EpilogueAttrs ep;
+    OP_REQUIRES_OK(ctx, ReadEpilogueAttrs(ctx, &ep));
+    CopyEpilogueAttrs(ep, &attrs_);
     if (!matmul_) {
-      std::vector<int32_t> strides, dilations, pads;
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("strides", &strides));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("dilations", &dilations));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("explicit_paddings", &pads));
-      OP_REQUIRES(ctx, strides.size() == 2 && strides[0] > 0 && strides[1] > 0,
-                  errors::InvalidArgument("strides must be 2 positive integers [height, width]"));
-      OP_REQUIRES(ctx, dilations.size() == 2 && dilations[0] > 0 && dilations[1] > 0,
-                  errors::InvalidArgument("dilations must be 2 positive integers [height, width]"));
-      OP_REQUIRES(ctx, pads.size() == 4 && pads[0] >= 0 && pads[1] >= 0 && pads[2] >= 0 &&
-                           pads[3] >= 0,
-                  errors::InvalidArgument(
-                      "explicit_paddings must be 4 integers >= 0 [top, bottom, left, right]"));
-      geo_.stride_h = strides[0];
-      geo_.stride_w = strides[1];
-      geo_.dil_h = dilations[0];
-      geo_.dil_w = dilations[1];
-      geo_.pad_top = pads[0];
-      geo_.pad_bottom = pads[1];
-      geo_.pad_left = pads[2];
-      geo_.pad_right = pads[3];
+      WindowAttrs w;
+      OP_REQUIRES_OK(ctx, ReadWindowAttrs(ctx, &w));
+      CopyWindowAttrs(w, &geo_);
     }
   }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "custom_ops/kernels/cpu/dwconv.h"
+#include "custom_ops/tf/attrs.h"
 #include "custom_ops/tf/common.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -19,6 +20,11 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 namespace errors = ::tensorflow::errors;
+
+static_assert(static_cast<int>(DwActivation::kClip) ==
+                  static_cast<int>(EpilogueAttrs::Activation::kClip) &&
+              static_cast<int>(DwOutType::kS32) == static_cast<int>(EpilogueAttrs::OutType::kS32),
+              "CopyEpilogueAttrs casts the enums");
 
 const void* BufferOf(const Tensor& t) { return t.tensor_data().data(); }
 
@@ -35,74 +41,12 @@ struct PackedEntry {
 class DepthwiseConv2DOp : public OpKernel {
  public:
   explicit DepthwiseConv2DOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    std::vector<int32_t> strides, dilations, pads;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("strides", &strides));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("dilations", &dilations));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("explicit_paddings", &pads));
-    OP_REQUIRES(ctx, strides.size() == 2 && strides[0] >= 1 && strides[1] >= 1,
-                errors::InvalidArgument("strides must be 2 positive integers [height, width]"));
-    OP_REQUIRES(ctx, dilations.size() == 2 && dilations[0] >= 1 && dilations[1] >= 1,
-                errors::InvalidArgument("dilations must be 2 positive integers [height, width]"));
-    OP_REQUIRES(ctx, pads.size() == 4,
-                errors::InvalidArgument("explicit_paddings must be [top, bottom, left, right]"));
-    for (int32_t v : pads) {
-      OP_REQUIRES(ctx, v >= 0, errors::InvalidArgument("explicit_paddings must be >= 0, got ", v));
-    }
-    shape_.stride_h = strides[0];
-    shape_.stride_w = strides[1];
-    shape_.dil_h = dilations[0];
-    shape_.dil_w = dilations[1];
-    shape_.pad_top = pads[0];
-    shape_.pad_bottom = pads[1];
-    shape_.pad_left = pads[2];
-    shape_.pad_right = pads[3];
-
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &attrs_.input_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &attrs_.input_zero_point));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", attrs_.input_scale, attrs_.input_zero_point));
-    ::tensorflow::DataType tbias, out_type;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("Tbias", &tbias));
-    attrs_.bias_is_int32 = tbias == ::tensorflow::DT_INT32;
-    int num_summand;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_summand", &num_summand));
-    OP_REQUIRES(ctx, num_summand <= 1,
-                errors::InvalidArgument("num_summand must be 0 or 1, got ", num_summand));
-    attrs_.has_summand = num_summand == 1;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_scale", &attrs_.summand_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_zero_point", &attrs_.summand_zero_point));
-    if (attrs_.has_summand) {
-      OP_REQUIRES_OK(ctx, CheckQParams("summand", attrs_.summand_scale,
-                                       attrs_.summand_zero_point));
-    }
-    std::string act;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
-    if (act == "NONE") attrs_.activation = DwActivation::kNone;
-    else if (act == "RELU") attrs_.activation = DwActivation::kRelu;
-    else if (act == "RELU6") attrs_.activation = DwActivation::kRelu6;
-    else if (act == "CLIP") attrs_.activation = DwActivation::kClip;
-    else OP_REQUIRES(ctx, false, errors::InvalidArgument("unknown activation ", act));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_min", &attrs_.clip_min));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_max", &attrs_.clip_max));
-    OP_REQUIRES(ctx, attrs_.activation != DwActivation::kClip ||
-                         (std::isfinite(attrs_.clip_min) && std::isfinite(attrs_.clip_max) &&
-                          attrs_.clip_min <= attrs_.clip_max),
-                errors::InvalidArgument("clip_min and clip_max must be finite with clip_min <= "
-                                        "clip_max, got ", attrs_.clip_min, " and ",
-                                        attrs_.clip_max));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("out_type", &out_type));
-    attrs_.out_type = out_type == ::tensorflow::DT_UINT8   ? DwOutType::kU8
-                      : out_type == ::tensorflow::DT_FLOAT ? DwOutType::kF32
-                                                           : DwOutType::kS32;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &attrs_.output_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &attrs_.output_zero_point));
-    if (attrs_.out_type == DwOutType::kU8) {
-      OP_REQUIRES_OK(ctx, CheckQParams("output", attrs_.output_scale, attrs_.output_zero_point));
-    }
-    if (attrs_.out_type == DwOutType::kS32) {
-      OP_REQUIRES(ctx, !attrs_.has_summand && attrs_.activation == DwActivation::kNone,
-                  errors::InvalidArgument("out_type int32 takes no summand and activation NONE "
-                                          "(the raw accumulator is returned)"));
-    }
+    WindowAttrs w;
+    OP_REQUIRES_OK(ctx, ReadWindowAttrs(ctx, &w));
+    CopyWindowAttrs(w, &shape_);
+    EpilogueAttrs ep;
+    OP_REQUIRES_OK(ctx, ReadEpilogueAttrs(ctx, &ep));
+    CopyEpilogueAttrs(ep, &attrs_);
   }
 
   void Compute(OpKernelContext* ctx) override {

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "custom_ops/kernels/cuda/tfq8_cuda.h"
+#include "custom_ops/tf/attrs.h"
+#include "custom_ops/tf/common.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -31,6 +33,10 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 namespace errors = ::tensorflow::errors;
 
+static_assert(TFQ8_ACT_CLIP == static_cast<int>(EpilogueAttrs::Activation::kClip) &&
+                  TFQ8_OUT_S32 == static_cast<int>(EpilogueAttrs::OutType::kS32),
+              "CopyEpilogueAttrs casts the enums");
+
 cudaStream_t GpuStream(OpKernelContext* ctx) { return ctx->eigen_gpu_device().stream(); }
 
 Status CudaStatus(cudaError_t err, const char* what) {
@@ -40,17 +46,6 @@ Status CudaStatus(cudaError_t err, const char* what) {
   }
   return errors::Internal(what, ": CUDA error ", static_cast<int>(err), " (",
                           cudaGetErrorString(err), ")");
-}
-
-Status CheckQ(const std::string& what, float scale, int zp) {
-  const std::string prefix = what.empty() ? "" : what + "_";
-  if (!(scale > 0.0f) || !std::isfinite(scale)) {
-    return errors::InvalidArgument(prefix, "scale must be a finite number > 0, got ", scale);
-  }
-  if (zp < 0 || zp > 255) {
-    return errors::InvalidArgument(prefix, "zero_point must be in [0, 255], got ", zp);
-  }
-  return ::tensorflow::OkStatus();
 }
 
 int ActivationCode(const std::string& a) {
@@ -67,7 +62,7 @@ class QuantizeGpuOp : public OpKernel {
   explicit QuantizeGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_point", &zp_));
-    OP_REQUIRES_OK(ctx, CheckQ("", scale_, zp_));
+    OP_REQUIRES_OK(ctx, CheckQParams("", scale_, zp_));
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
@@ -89,7 +84,7 @@ class DequantizeGpuOp : public OpKernel {
   explicit DequantizeGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_point", &zp_));
-    OP_REQUIRES_OK(ctx, CheckQ("", scale_, zp_));
+    OP_REQUIRES_OK(ctx, CheckQParams("", scale_, zp_));
     ::tensorflow::DataType t;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &t));
     is_int32_ = t == ::tensorflow::DT_INT32;
@@ -123,8 +118,8 @@ class RequantizeGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &zi_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo_));
-    OP_REQUIRES_OK(ctx, CheckQ("input", si_, zi_));
-    OP_REQUIRES_OK(ctx, CheckQ("output", so_, zo_));
+    OP_REQUIRES_OK(ctx, CheckQParams("input", si_, zi_));
+    OP_REQUIRES_OK(ctx, CheckQParams("output", so_, zo_));
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
@@ -151,56 +146,16 @@ class ConvGpuOp : public OpKernel {
  public:
   explicit ConvGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     if (kKind != ConvKind::kMatMul) {
-      std::vector<int32_t> strides, dilations, pads;
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("strides", &strides));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("dilations", &dilations));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("explicit_paddings", &pads));
-      OP_REQUIRES(ctx, strides.size() == 2 && dilations.size() == 2 && pads.size() == 4,
-                  errors::InvalidArgument("strides and dilations need 2 values [height, width], "
-                                          "explicit_paddings 4 [top, bottom, left, right]"));
-      for (int v : strides) OP_REQUIRES(ctx, v >= 1, errors::InvalidArgument("strides must be >= 1"));
-      for (int v : dilations) {
-        OP_REQUIRES(ctx, v >= 1, errors::InvalidArgument("dilations must be >= 1"));
-      }
-      for (int v : pads) OP_REQUIRES(ctx, v >= 0, errors::InvalidArgument("paddings must be >= 0"));
-      strides_[0] = strides[0]; strides_[1] = strides[1];
-      dilations_[0] = dilations[0]; dilations_[1] = dilations[1];
-      for (int i = 0; i < 4; ++i) pads_[i] = pads[i];
+      WindowAttrs w;
+      OP_REQUIRES_OK(ctx, ReadWindowAttrs(ctx, &w));
+      strides_[0] = w.stride_h; strides_[1] = w.stride_w;
+      dilations_[0] = w.dil_h; dilations_[1] = w.dil_w;
+      pads_[0] = w.pad_top; pads_[1] = w.pad_bottom; pads_[2] = w.pad_left; pads_[3] = w.pad_right;
     }
-    std::string activation;
-    ::tensorflow::DataType bias_type, out_type;
-    int num_summand;
+    EpilogueAttrs ep;
+    OP_REQUIRES_OK(ctx, ReadEpilogueAttrs(ctx, &ep));
     e_ = Tfq8Epilogue{};
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &e_.input_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &e_.input_zero_point));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("Tbias", &bias_type));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_summand", &num_summand));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_scale", &e_.summand_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("summand_zero_point", &e_.summand_zero_point));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_min", &e_.clip_min));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_max", &e_.clip_max));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("out_type", &out_type));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &e_.output_scale));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &e_.output_zero_point));
-    OP_REQUIRES_OK(ctx, CheckQ("input", e_.input_scale, e_.input_zero_point));
-    OP_REQUIRES(ctx, num_summand <= 1,
-                errors::InvalidArgument("num_summand must be 0 or 1, got ", num_summand));
-    e_.bias_is_int32 = bias_type == ::tensorflow::DT_INT32;
-    e_.has_summand = num_summand == 1;
-    e_.activation = ActivationCode(activation);
-    e_.out_type = out_type == ::tensorflow::DT_UINT8   ? TFQ8_OUT_U8
-                  : out_type == ::tensorflow::DT_FLOAT ? TFQ8_OUT_F32
-                                                       : TFQ8_OUT_S32;
-    if (e_.out_type == TFQ8_OUT_U8) {
-      OP_REQUIRES_OK(ctx, CheckQ("output", e_.output_scale, e_.output_zero_point));
-    }
-    if (e_.has_summand) {
-      OP_REQUIRES_OK(ctx, CheckQ("summand", e_.summand_scale, e_.summand_zero_point));
-    }
-    OP_REQUIRES(ctx, e_.out_type != TFQ8_OUT_S32 || (!e_.has_summand &&
-                                                     e_.activation == TFQ8_ACT_NONE),
-                errors::InvalidArgument("out_type int32 allows no summand and no activation"));
+    CopyEpilogueAttrs(ep, &e_);
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -363,9 +318,9 @@ class ConcatGpuOp : public OpKernel {
                 errors::InvalidArgument("input_scales and input_zero_points need N = ", n,
                                         " values"));
     for (int i = 0; i < n; ++i) {
-      OP_REQUIRES_OK(ctx, CheckQ("input", scales_[i], zps_[i]));
+      OP_REQUIRES_OK(ctx, CheckQParams("input", scales_[i], zps_[i]));
     }
-    OP_REQUIRES_OK(ctx, CheckQ("output", out_scale_, out_zp_));
+    OP_REQUIRES_OK(ctx, CheckQParams("output", out_scale_, out_zp_));
   }
   void Compute(OpKernelContext* ctx) override {
     OpInputList values;
@@ -424,9 +379,9 @@ class AddGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation));
-    OP_REQUIRES_OK(ctx, CheckQ("a", sa_, za_));
-    OP_REQUIRES_OK(ctx, CheckQ("b", sb_, zb_));
-    OP_REQUIRES_OK(ctx, CheckQ("output", so_, zo_));
+    OP_REQUIRES_OK(ctx, CheckQParams("a", sa_, za_));
+    OP_REQUIRES_OK(ctx, CheckQParams("b", sb_, zb_));
+    OP_REQUIRES_OK(ctx, CheckQParams("output", so_, zo_));
     act_ = ActivationCode(activation);
   }
   void Compute(OpKernelContext* ctx) override {
