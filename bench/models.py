@@ -51,6 +51,7 @@ SHORT = {"tf_fp32": "TF FP32", "tf_fp32_onednn": "TF FP32 oneDNN", "tfq8": "tfq8
          "tflite": "TFLite INT8", "ort_qop": "ORT QOperator", "ort_qdq": "ORT QDQ",
          "inc_tfkeras": "INC (tf-keras)", "inc_keras3": "INC (Keras 3)"}
 SUB_ENGINES = {"ort": ["ort_qop", "ort_qdq"]}
+BUSY = 0.25  # cores' worth of CPU used by other processes above which a cell is marked
 
 
 def worker_env(engine):
@@ -183,7 +184,8 @@ def tables(rows, by_cell, meta):
             if r is None:
                 line.append("")
             elif r["status"] == "ok":
-                line.append(f"{r['median_ms']:.2f}")
+                busy = (r.get("other_cpu_cores") or 0) > BUSY
+                line.append(f"{r['median_ms']:.2f}" + ("*" if busy else ""))
             else:
                 line.append("n/a")
         q = cell.get("tfq8", {})
@@ -195,6 +197,9 @@ def tables(rows, by_cell, meta):
         g = q.get("graph_speedup_vs_fastest_peer")
         line.append((f"{s:.2f}×" if s else "–") + (f" (graph {g:.2f}×)" if g else ""))
         out.append("| " + " | ".join(line) + " |")
+    out.append("")
+    out.append(f"\\* other processes used more than {BUSY} of a core while this cell was timed "
+               f"(see \"other CPU\" below): the number is inflated.")
     out.append("")
     out.append("### Per engine")
     out.append("")
@@ -275,7 +280,14 @@ def main(argv=None):
     p.add_argument("--no-snapshot", action="store_true",
                    help="import tfq8 from the work tree in each tfq8 worker instead of a copy "
                         "taken at the start")
+    p.add_argument("--from-json", metavar="RESULTS_JSON",
+                   help="print the tables of an earlier run's results.json and exit")
     args = p.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            data = json.load(f)
+        print(tables(data["results"], add_ratios(data["results"]), data["meta"]))
+        return 0
     q = args.quick
     args.batches = args.batches or ([1] if q else [1, 16])
     args.reps = args.reps or (5 if q else 20)

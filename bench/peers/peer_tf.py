@@ -3,8 +3,8 @@
 - "call": the Python call of the tf.function, what a user's `model(x)` costs (includes the
   ~240 µs fixed tf.function call cost FACTS.md measured on this machine);
 - "graph": the time per inference inside one graph — a tf.function runs the model N times in a
-  tf.while_loop (each iteration waits on the previous one's output), minus the same with 1
-  iteration, over N-1. This is what a C++ server (TF Serving) pays per batch.
+  tf.while_loop (parallel_iterations=1, each iteration's input waits on the previous one's
+  output), minus the same with 1 iteration, over N-1. This is what a C++ server (TF Serving) pays per batch.
 """
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ def graph_time_ms(tf, fn, x, n_iters, repeats=3):
             y = fn(xx)
             if isinstance(y, dict):
                 y = list(y.values())[0]
-            # The next iteration depends on this one's output: no overlap, nothing pruned.
             s = tf.cast(tf.reshape(y, [-1])[0], tf.float32)
+            # The next iteration's input waits on this one's output (and parallel_iterations=1):
+            # iterations never overlap, which would hide latency behind the other core.
+            with tf.control_dependencies([s]):
+                xx = tf.identity(xx)
             return i + 1, xx, acc + s
         return tf.while_loop(lambda i, xx, acc: i < n, body,
-                             (tf.constant(0), x, tf.constant(0.0)))[2]
+                             (tf.constant(0), x, tf.constant(0.0)), parallel_iterations=1)[2]
 
     xt = tf.constant(x)
 
