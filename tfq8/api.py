@@ -195,7 +195,7 @@ class QuantizedModel(GraphModel):
                      f"{bc}, {self.calibration_table.metadata.get('num_samples', '?')} samples")
         if self.pipeline_notes is not None:
             lines.append("FP32 passes:")
-            lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def))
+            lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def, max_notes=3))
         return "\n".join(lines)
 
 
