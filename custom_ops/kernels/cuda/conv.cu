@@ -31,6 +31,7 @@
 // 64x128 (warp 32x32), else 64x64 (warp 32x16). Small problems (batch-1 7x7 layers) thus spread
 // over more SMs at the cost of less reuse per block. No split-K yet (see docs/cuda.md).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "custom_ops/kernels/cuda/tfq8_cuda.h"
@@ -636,6 +637,256 @@ __global__ void __launch_bounds__(kThreads) ConvMmaKernel(ConvArgs a) {
   }
 }
 
+// ---- pipelined mma.sync kernel (IC % 16 == 0) ---------------------------------------------
+// BM x BN block tile, WM x WN warp tile, 8 warps, STAGES-deep cp.async pipeline in dynamic shared
+// memory (> 48 KB: cudaFuncAttributeMaxDynamicSharedMemorySize), one __syncthreads per 64-byte
+// K stage. Thread tid always loads 16-byte chunk tid % 4 of its rows (256 % 4 == 0), so the
+// im2col decode k -> (ky, kx, ic) is one per thread and stage, done incrementally (no divisions
+// in the main loop); a row's window origin is decoded once. Blocks are rastered N-tile-fastest
+// (consecutive blocks share the same A rows, the weights stay in L2). Per-channel epilogue
+// constants are loaded once per column pair, not per element.
+template <int BM, int BN, int WM, int WN, int STAGES>
+constexpr int PipeSmemBytes() {
+  return STAGES * (BM + BN) * kRowBytes;
+}
+
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, int n_tiles) {
+  static_assert((BM / WM) * (BN / WN) == kThreads / 32, "8 warps");
+  constexpr int MT = WM / 16, NT = WN / 8;
+  static_assert(NT % 2 == 0, "B fragments are loaded in pairs of n8 tiles");
+  constexpr int kChunks = kBK / 16;  // 4
+  constexpr int kALoads = BM * kChunks / kThreads;
+  constexpr int kBLoads = BN * kChunks / kThreads;
+  constexpr int kRowStep = kThreads / kChunks;  // 64 rows between a thread's loads
+  static_assert(kALoads >= 1 && kBLoads >= 1, "tile too small for 256 threads");
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint8_t* const As = smem;                                      // [STAGES][BM][kRowBytes]
+  int8_t* const Bs = reinterpret_cast<int8_t*>(smem + STAGES * BM * kRowBytes);  // [STAGES][BN][..]
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wm = warp / (BN / WN), wn = warp % (BN / WN);
+  const int64_t bid = blockIdx.x;
+  const int64_t m0 = (bid / n_tiles) * BM;
+  const int64_t c0 = (bid % n_tiles) * static_cast<int64_t>(BN);
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
+  const uint4 zp16 = make_uint4(zp4, zp4, zp4, zp4);
+  const int ch = tid % kChunks, r0 = tid / kChunks;
+  const int H = static_cast<int>(a.h), W = static_cast<int>(a.w);
+
+  // A rows of this thread: window origin and element offset of (iy0, ix0).
+  int iy0[kALoads], ix0[kALoads];
+  int64_t org[kALoads];
+#pragma unroll
+  for (int j = 0; j < kALoads; ++j) {
+    const int64_t m = m0 + r0 + j * kRowStep;
+    if (m < a.m_total) {
+      const int64_t ox = m % a.ow, r = m / a.ow;
+      const int64_t oy = r % a.oh, n = r / a.oh;
+      iy0[j] = static_cast<int>(oy * a.sh - a.pt);
+      ix0[j] = static_cast<int>(ox * a.sw - a.pl);
+      org[j] = ((n * a.h + iy0[j]) * a.w + ix0[j]) * a.c;
+    } else {
+      iy0[j] = -(1 << 30);  // never inside: the row reads zp_in
+      ix0[j] = 0;
+      org[j] = 0;
+    }
+  }
+  // B rows of this thread.
+  const int8_t* bptr[kBLoads];
+  bool bin[kBLoads];
+#pragma unroll
+  for (int j = 0; j < kBLoads; ++j) {
+    const int64_t c = c0 + r0 + j * kRowStep;
+    bin[j] = c < a.oc;
+    bptr[j] = a.packed + (bin[j] ? c * a.kp + 16 * ch : 0);
+  }
+  // Incremental decode of this thread's K position k = 16 * ch + stage * kBK.
+  const int C = static_cast<int>(a.c), KW = static_cast<int>(a.kw);
+  int dec_ic = 0, dec_kx = 0, dec_ky = 0;
+  int64_t dec_k = 0;
+  auto advance = [&](int step) {
+    dec_k += step;
+    dec_ic += step;
+    while (dec_ic >= C) {
+      dec_ic -= C;
+      if (++dec_kx == KW) {
+        dec_kx = 0;
+        ++dec_ky;
+      }
+    }
+  };
+  advance(16 * ch);
+
+  const int64_t stages = a.kp / kBK;
+  auto load_stage = [&](int buf, int64_t s) {
+    uint8_t* Ab = As + buf * (BM * kRowBytes);
+    int8_t* Bb = Bs + buf * (BN * kRowBytes);
+    const bool kin = dec_k < a.k_total;
+    const int dy = dec_ky * a.dh, dx = dec_kx * a.dw;
+    const int64_t toff = (static_cast<int64_t>(dy) * a.w + dx) * a.c + dec_ic;
+#pragma unroll
+    for (int j = 0; j < kALoads; ++j) {
+      uint8_t* dst = Ab + (r0 + j * kRowStep) * kRowBytes + 16 * ch;
+      const bool in = static_cast<unsigned>(iy0[j] + dy) < static_cast<unsigned>(H) &&
+                      static_cast<unsigned>(ix0[j] + dx) < static_cast<unsigned>(W);
+      if (kin && !in) {
+        *reinterpret_cast<uint4*>(dst) = zp16;
+      } else {
+        CpAsync16(dst, kin ? a.x + org[j] + toff : a.x, !kin);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBLoads; ++j) {
+      CpAsync16(Bb + (r0 + j * kRowStep) * kRowBytes + 16 * ch, bptr[j] + s * kBK, !bin[j]);
+    }
+    advance(kBK);
+  };
+
+  int32_t acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < stages) load_stage(s, s);
+    CpAsyncCommit();
+  }
+  for (int64_t s = 0; s < stages; ++s) {
+    CpAsyncWait<STAGES - 2>();
+    __syncthreads();  // stage s is visible; buffer (s - 1) % STAGES is free again
+    {
+      const int64_t sn = s + STAGES - 1;
+      if (sn < stages) load_stage(static_cast<int>(sn % STAGES), sn);
+      CpAsyncCommit();
+    }
+    const int buf = static_cast<int>(s % STAGES);
+    const uint8_t* Ab = As + buf * (BM * kRowBytes);
+    const int8_t* Bb = Bs + buf * (BN * kRowBytes);
+#pragma unroll
+    for (int ks = 0; ks < kBK; ks += 32) {
+      uint32_t af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        const int r = wm * WM + i * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+        LdMatrixX4(af[i], Ab + r * kRowBytes + ks + 16 * (lane / 16));
+      }
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        const int cc = wn * WN + j * 8 + 8 * (lane / 16) + (lane % 8);
+        uint32_t r4[4];
+        LdMatrixX4(r4, Bb + cc * kRowBytes + ks + 16 * ((lane / 8) % 2));
+        bf[j][0] = r4[0];
+        bf[j][1] = r4[1];
+        bf[j + 1][0] = r4[2];
+        bf[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) MmaU8S8(acc[i][j], af[i], bf[j]);
+    }
+  }
+  CpAsyncWait<0>();
+  __syncthreads();  // all warps done with the stage buffers: the epilogue may reuse them
+
+  // Accumulator fragment: d0,d1 -> row g, cols 2t, 2t+1; d2,d3 -> row g+8.
+  const bool staged = a.e.out_type == TFQ8_OUT_U8 && a.oc % 16 == 0 &&
+                      ((reinterpret_cast<uintptr_t>(a.e.y) |
+                        reinterpret_cast<uintptr_t>(a.e.summand)) & 15u) == 0;
+  if (staged) {
+    constexpr int kSP = BN + 16;  // staging pitch (bytes): conflict-free 2-byte fragment access
+    constexpr int kCh = BN / 16;
+    static_assert(BM * kSP <= STAGES * (BM + BN) * kRowBytes, "staging tile fits");
+    uint8_t* st = smem;
+    const bool has_s = a.e.summand != nullptr;
+    if (has_s) {
+      for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+        const int r = idx / kCh, cq = idx % kCh;
+        const int64_t m = m0 + r, c = c0 + 16 * cq;
+        if (m < a.m_total && c < a.oc) {
+          *reinterpret_cast<uint4*>(st + r * kSP + 16 * cq) =
+              *reinterpret_cast<const uint4*>(a.e.summand + m * a.oc + c);
+        }
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int cl = wn * WN + j * 8 + 2 * t;
+      const int64_t c = c0 + cl;  // even; OC % 16 == 0, so c + 1 < OC too
+      if (c >= a.oc) continue;
+      const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
+      const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
+      const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = wm * WM + i * 16 + g + 8 * half;
+          uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
+          const uint32_t sv = has_s ? *p : 0u;
+          uint32_t out = 0;
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            float tt = __fmul_rn(__int2float_rn(acc[i][j][2 * half + q] + (q ? ba1 : ba0)),
+                                 q ? mu1 : mu0);
+            tt = __fadd_rn(tt, q ? bd1 : bd0);
+            if (has_s) {
+              const int sq = static_cast<int>((sv >> (8 * q)) & 0xffu);
+              tt = __fadd_rn(tt, __fmul_rn(__int2float_rn(sq - a.e.summand_zp), a.e.mul_s));
+            }
+            tt = tt >= a.e.lo ? tt : a.e.lo;
+            tt = tt <= a.e.hi ? tt : a.e.hi;
+            out |= (static_cast<uint32_t>(__float2int_rn(tt) + a.e.out_zp) & 0xffu) << (8 * q);
+          }
+          *p = static_cast<uint16_t>(out);
+        }
+      }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+      const int r = idx / kCh, cq = idx % kCh;
+      const int64_t m = m0 + r, c = c0 + 16 * cq;
+      if (m < a.m_total && c < a.oc) {
+        *reinterpret_cast<uint4*>(static_cast<uint8_t*>(a.e.y) + m * a.oc + c) =
+            *reinterpret_cast<const uint4*>(st + r * kSP + 16 * cq);
+      }
+    }
+    return;
+  }
+  const bool pair_ok = a.e.out_type == TFQ8_OUT_U8 && a.oc % 2 == 0 &&  // 2-byte aligned pairs
+                       ((reinterpret_cast<uintptr_t>(a.e.y) |
+                         reinterpret_cast<uintptr_t>(a.e.summand)) & 1u) == 0;
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m0 + wm * WM + i * 16 + g + 8 * half;
+      if (m >= a.m_total) continue;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int64_t cp = c0 + wn * WN + j * 8 + 2 * t;  // even
+        if (pair_ok && cp + 1 < a.oc) {
+          EpilogueU8Pair(a.e, a.oc, m, cp, acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+          continue;
+        }
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int64_t c = cp + q;
+          if (c < a.oc) Epilogue(a.e, a.oc, m, c, acc[i][j][2 * half + q]);
+        }
+      }
+    }
+  }
+}
+
+
 struct MmaTile {
   int bm, bn;
 };
@@ -660,9 +911,39 @@ int DeviceCcMajor() {
   return major;
 }
 
+// Tiles of the pipelined kernel (IC % 16 == 0), indexed by algo - TFQ8_CONV_MMA_64X64:
+// block tile, resident blocks per SM (launch bounds / shared memory) and a relative per-SM
+// throughput (bigger warp tiles need less shared-memory traffic per mma).
+struct PipeTile {
+  int algo, bm, bn, occ;
+  double eff;
+};
+constexpr PipeTile kPipeTiles[] = {
+    {TFQ8_CONV_MMA_128X256, 128, 256, 1, 1.0},  {TFQ8_CONV_MMA_256X128, 256, 128, 1, 1.0},
+    {TFQ8_CONV_MMA_128X128, 128, 128, 2, 0.85}, {TFQ8_CONV_MMA_256X64, 256, 64, 2, 0.8},
+    {TFQ8_CONV_MMA_64X128, 64, 128, 2, 0.65},   {TFQ8_CONV_MMA_64X64, 64, 64, 3, 0.45},
+};
+
+// Estimated time of each tile: (waves of occ resident blocks per SM) x (work of one wave per SM,
+// zero-padded tile edges included) / relative throughput; the smallest wins.
+int SelectPipeTile(int64_t m, int64_t oc, int sms) {
+  int best = TFQ8_CONV_MMA_64X64;
+  double best_t = 0.0;
+  for (const PipeTile& t : kPipeTiles) {
+    const int64_t blocks = CeilDiv(m, t.bm) * CeilDiv(oc, t.bn);
+    const int64_t waves = CeilDiv(blocks, static_cast<int64_t>(sms) * t.occ);
+    const double est = static_cast<double>(waves) * t.bm * t.bn * t.occ / t.eff;
+    if (best_t == 0.0 || est < best_t) {
+      best = t.algo;
+      best_t = est;
+    }
+  }
+  return best;
+}
+
 MmaTile SelectMmaTile(int64_t m, int64_t oc, int sms) {
-  // OC <= 64: a 128-wide tile would spend half its mma on zero weights (H100, ResNet-50 b256:
-  // conv1 3.0 -> 1.5 ms, 64->64 3x3 0.61 -> 0.40 ms with 64x64).
+  // Gather path (old kernel). OC <= 64: a 128-wide tile would spend half its mma on zero
+  // weights (H100, ResNet-50 b256: conv1 3.0 -> 1.5 ms with 64x64).
   if (oc <= 64) return {64, 64};
   if (CeilDiv(m, 128) * CeilDiv(oc, 128) >= sms) return {128, 128};
   if (CeilDiv(m, 64) * CeilDiv(oc, 128) >= sms) return {64, 128};
@@ -692,12 +973,40 @@ bool Supported(const Tfq8ConvShape* s, int algo) {
     case TFQ8_CONV_MMA_64X128:
     case TFQ8_CONV_MMA_128X128:
       return !s->depthwise && (s->c % 16 == 0 || GatherOk(s)) && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_MMA_128X256:
+    case TFQ8_CONV_MMA_256X128:
+    case TFQ8_CONV_MMA_256X64:  // pipelined kernel only (no small-IC gather)
+      return !s->depthwise && s->c % 16 == 0 && DeviceCcMajor() >= 8;
     default: return false;
   }
 }
 
 int64_t PackedK(const Tfq8ConvShape* s) {
   return CeilDiv(s->kh * s->kw * s->c, kKPack) * kKPack;
+}
+
+// Launches the pipelined kernel: 1-D grid, N tiles fastest. The dynamic shared memory limit is
+// raised once per device (the attribute is per device context).
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB>
+cudaError_t LaunchPipe(const ConvArgs& a, cudaStream_t stream) {
+  constexpr int kSmem = PipeSmemBytes<BM, BN, WM, WN, STAGES>();
+  static std::atomic<uint64_t> done{0};
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
+  if (bit == 0 || (done.load(std::memory_order_acquire) & bit) == 0) {
+    err = cudaFuncSetAttribute(ConvMmaPipeKernel<BM, BN, WM, WN, STAGES, MINB>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  const int64_t n_tiles = CeilDiv(a.oc, BN);
+  const int64_t blocks = CeilDiv(a.m_total, BM) * n_tiles;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidValue;
+  ConvMmaPipeKernel<BM, BN, WM, WN, STAGES, MINB>
+      <<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(a, static_cast<int>(n_tiles));
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -738,11 +1047,17 @@ const char* tfq8_cuda_conv_algo_name(int algo) {
     case TFQ8_CONV_MMA_64X64: return "qu8_conv_mma_64x64c64";
     case TFQ8_CONV_MMA_64X128: return "qu8_conv_mma_64x128c64";
     case TFQ8_CONV_MMA_128X128: return "qu8_conv_mma_128x128c64";
+    case TFQ8_CONV_MMA_128X256: return "qu8_conv_mma_128x256c64";
+    case TFQ8_CONV_MMA_256X128: return "qu8_conv_mma_256x128c64";
+    case TFQ8_CONV_MMA_256X64: return "qu8_conv_mma_256x64c64";
     default: return "auto";
   }
 }
 
 int tfq8_cuda_conv2d_select(const Tfq8ConvShape* s) {
+  if (Supported(s, TFQ8_CONV_MMA) && s->c % 16 == 0) {
+    return SelectPipeTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
+  }
   if (Supported(s, TFQ8_CONV_MMA)) {
     const MmaTile t = SelectMmaTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
     return t.bm == 128 ? TFQ8_CONV_MMA_128X128
@@ -881,6 +1196,17 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
                     static_cast<unsigned>(CeilDiv(a.oc, kDp4aTile)));
     if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
     ConvDp4aKernel<<<grid, kThreads, 0, stream>>>(a);
+  } else if (s->c % 16 == 0) {
+    if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, DeviceSmCount());
+    switch (algo) {
+      case TFQ8_CONV_MMA_64X64: return LaunchPipe<64, 64, 32, 16, 4, 3>(a, stream);
+      case TFQ8_CONV_MMA_64X128: return LaunchPipe<64, 128, 32, 32, 4, 2>(a, stream);
+      case TFQ8_CONV_MMA_128X128: return LaunchPipe<128, 128, 64, 32, 4, 2>(a, stream);
+      case TFQ8_CONV_MMA_256X64: return LaunchPipe<256, 64, 64, 32, 4, 2>(a, stream);
+      case TFQ8_CONV_MMA_128X256: return LaunchPipe<128, 256, 64, 64, 4, 1>(a, stream);
+      case TFQ8_CONV_MMA_256X128: return LaunchPipe<256, 128, 64, 64, 4, 1>(a, stream);
+      default: return cudaErrorNotSupported;
+    }
   } else {
     const MmaTile tile = algo == TFQ8_CONV_MMA_64X64     ? MmaTile{64, 64}
                          : algo == TFQ8_CONV_MMA_64X128  ? MmaTile{64, 128}
@@ -890,16 +1216,12 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
     const dim3 grid(static_cast<unsigned>(CeilDiv(a.m_total, tile.bm)),
                     static_cast<unsigned>(CeilDiv(a.oc, tile.bn)));
     if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
-    const bool gather = s->c % 16 != 0;
     if (tile.bm == 128) {
-      if (gather) ConvMmaKernel<128, 128, 64, 32, true><<<grid, kThreads, 0, stream>>>(a);
-      else ConvMmaKernel<128, 128, 64, 32, false><<<grid, kThreads, 0, stream>>>(a);
+      ConvMmaKernel<128, 128, 64, 32, true><<<grid, kThreads, 0, stream>>>(a);
     } else if (tile.bn == 128) {
-      if (gather) ConvMmaKernel<64, 128, 32, 32, true><<<grid, kThreads, 0, stream>>>(a);
-      else ConvMmaKernel<64, 128, 32, 32, false><<<grid, kThreads, 0, stream>>>(a);
+      ConvMmaKernel<64, 128, 32, 32, true><<<grid, kThreads, 0, stream>>>(a);
     } else {
-      if (gather) ConvMmaKernel<64, 64, 32, 16, true><<<grid, kThreads, 0, stream>>>(a);
-      else ConvMmaKernel<64, 64, 32, 16, false><<<grid, kThreads, 0, stream>>>(a);
+      ConvMmaKernel<64, 64, 32, 16, true><<<grid, kThreads, 0, stream>>>(a);
     }
   }
   return cudaGetLastError();

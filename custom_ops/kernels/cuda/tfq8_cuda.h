@@ -119,6 +119,10 @@ enum Tfq8ConvAlgo {
   TFQ8_CONV_MMA_64X64 = 4,
   TFQ8_CONV_MMA_64X128 = 5,
   TFQ8_CONV_MMA_128X128 = 6,
+  /* pipelined kernel only (c % 16 == 0; small-c gather shapes return cudaErrorNotSupported): */
+  TFQ8_CONV_MMA_128X256 = 7,
+  TFQ8_CONV_MMA_256X128 = 8,
+  TFQ8_CONV_MMA_256X64 = 9,
 };
 
 /* Computes oh/ow from the other fields (explicit padding); returns 0, or -1 if the window does

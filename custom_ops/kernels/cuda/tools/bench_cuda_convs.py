@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cuda_lib  # noqa: E402
-from cuda_lib import ACT, ALGO, OUT, ConvShape, Epilogue  # noqa: E402
+from cuda_lib import ACT, ALGO, MMA_TILES, OUT, ConvShape, Epilogue  # noqa: E402
 
 # (name, H_in, W_in, IC, OC, k, stride, pad, count) — Keras ResNet50: the stride sits on the first
 # 1x1 conv of a stage's first block and on its shortcut; conv1 is 7x7/2 after a 3-pixel pad.
@@ -89,7 +89,12 @@ def main():
     ap.add_argument("--peak-tops", type=float, default=0.0,
                     help="INT8 dense peak in TOP/s (default: from SMs x clock x rate per SM)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--layers", default="",
+                    help="comma-separated layer names (default: all 21 shapes)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also time every mma tile per layer (columns: ms per tile; '-' = refused)")
     args = ap.parse_args()
+    layers = [r for r in RESNET50 if not args.layers or r[0] in args.layers.split(",")]
 
     lib = cuda_lib.Lib(args.lib)
     dev = lib.device()
@@ -113,7 +118,10 @@ def main():
         print(f"{'layer':<16}{'x':>3} {'kernel':<24}{'int8':>9}{'prep':>8}{'%peak':>7}"
               f"{'fp16':>9}{'fp32':>9}{'vs16':>6}{'vs32':>6}")
         tot = {"int8": 0.0, "fp16": 0.0, "fp32": 0.0, "ops": 0.0}
-        for name, h, w_, ic, oc, k, st, pad, count in RESNET50:
+        if args.sweep:
+            print("sweep: " + " ".join(f"{t[3:]:>9}" for t in MMA_TILES))
+        tot_best = 0.0
+        for name, h, w_, ic, oc, k, st, pad, count in layers:
             s = ConvShape(n=batch, h=h, w=w_, c=ic, kh=k, kw=k, oc=oc, stride_h=st, stride_w=st,
                           dilation_h=1, dilation_w=1, pad_t=pad, pad_b=pad, pad_l=pad, pad_r=pad)
             assert lib.L.tfq8_conv_shape_finish(ctypes.byref(s)) == 0
@@ -155,6 +163,17 @@ def main():
                 row += f"{times['fp16']:>9.4f}{times['fp32']:>9.4f}" \
                        f"{times['fp16'] / t8:>6.2f}{times['fp32'] / t8:>6.2f}"
             print(row)
+            if args.sweep:
+                ts = []
+                for tname in MMA_TILES:
+                    tt = lib.L.tfq8t_time_conv(ctypes.byref(s), ctypes.byref(e), dx, dw, db, dfs,
+                                               None, dy, ws, ALGO[tname], 0, args.warmup,
+                                               args.iters)
+                    ts.append(tt if tt >= 0 else float("nan"))
+                best = min([t8] + [v for v in ts if v == v])
+                tot_best += count * best
+                print("  sweep " + " ".join("        -" if v != v else f"{v:>9.4f}" for v in ts)
+                      + f"  best {best:.4f}")
             lib.free_all()
         line = f"{'TOTAL (x count)':<20} {'':<24}{tot['int8']:>9.3f}{'':>8}" \
                f"{100 * tot['ops'] / (tot['int8'] * 1e-3) / (peak * 1e12):>6.1f}%"
@@ -162,6 +181,8 @@ def main():
             line += f"{tot['fp16']:>9.3f}{tot['fp32']:>9.3f}{tot['fp16'] / tot['int8']:>6.2f}" \
                     f"{tot['fp32'] / tot['int8']:>6.2f}"
         print(line)
+        if args.sweep:
+            print(f"sum of per-layer best tiles: {tot_best:.3f} ms")
     return 0
 
 

@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 sys.path.insert(0, HERE)
 import cuda_lib  # noqa: E402
-from cuda_lib import ACT, ALGO, OUT, ConvShape, Epilogue, PoolShape  # noqa: E402
+from cuda_lib import ACT, ALGO, MMA_TILES, OUT, ConvShape, Epilogue, PoolShape  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("numpy_ref",
                                                os.path.join(ROOT, "tests", "ops", "numpy_ref.py"))
@@ -289,7 +289,7 @@ def run_conv(ck, rng, case, epi, algo, kind):
 def test_convs(ck, rng, cases):
     for kind in ("conv", "depthwise", "matmul"):
         algos = ["ref", "auto"] if kind == "depthwise" else \
-            ["ref", "dp4a", "mma64x64", "mma64x128", "mma128x128", "auto"]
+            ["ref", "dp4a"] + MMA_TILES + ["auto"]
         for i in range(cases if kind == "conv" else max(cases // 3, 10)):
             case = random_conv_case(rng, depthwise=kind == "depthwise", matmul=kind == "matmul")
             epi = random_epilogue(rng, case["oc"])
@@ -304,18 +304,25 @@ def test_convs(ck, rng, cases):
              dict(n=1, h=30, w=30, c=3, kh=7, kw=7, oc=64, strides=(2, 2), dilations=(1, 1),
                   pads=(3, 3, 3, 3)),
              dict(n=1, h=7, w=7, c=512, kh=3, kw=3, oc=130, strides=(1, 1), dilations=(1, 1),
-                  pads=(1, 1, 1, 1))]
+                  pads=(1, 1, 1, 1)),
+             # several blocks of every tile, K stages spanning taps (c = 96), deep pipelines
+             dict(n=3, h=20, w=21, c=96, kh=3, kw=3, oc=320, strides=(1, 1), dilations=(1, 1),
+                  pads=(1, 1, 1, 1)),
+             dict(n=4, h=28, w=28, c=64, kh=1, kw=1, oc=256, strides=(1, 1), dilations=(1, 1),
+                  pads=(0, 0, 0, 0)),
+             dict(n=2, h=15, w=15, c=512, kh=1, kw=1, oc=144, strides=(2, 2), dilations=(1, 1),
+                  pads=(0, 0, 0, 0))]
     for case in fixed:
         epi = random_epilogue(rng, case["oc"])
         seed = int(rng.integers(0, 2**31))
-        for algo in ["ref", "dp4a", "mma64x64", "mma64x128", "mma128x128", "auto"]:
+        for algo in ["ref", "dp4a"] + MMA_TILES + ["auto"]:
             run_conv(ck, np.random.default_rng(seed), case, epi, algo, "conv")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", default=cuda_lib.DEFAULT_LIB)
-    ap.add_argument("--cases", type=int, default=60, help="random conv cases (x6 algorithms)")
+    ap.add_argument("--cases", type=int, default=60, help="random conv cases (x every algorithm and mma tile)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
