@@ -115,7 +115,7 @@ def categorize(gd):
     return cat
 
 
-def profile(q, batch, runs):
+def profile(q, batch, runs, per_node_out=None):
     gd = q.graph_def
     cat = categorize(gd)
     graph = tf.Graph()
@@ -135,6 +135,8 @@ def profile(q, batch, runs):
         sess.run(out, {inp: x})
         plain.append(time.perf_counter() - t0)
     per_run = []
+    per_node = collections.defaultdict(list)
+    node_shape = {}
     counts = collections.Counter()
     for r in range(runs):
         opts = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
@@ -152,6 +154,10 @@ def profile(q, batch, runs):
                 us = ns.all_end_rel_micros
                 c = cat.get(name, "other")
                 sums[c] += us
+                per_node[name].append(us)
+                if ns.output and name not in node_shape:
+                    node_shape[name] = [d.size for d in
+                                        ns.output[0].tensor_description.shape.dim]
                 if r == 0:
                     counts[c] += 1
                 st = ns.all_start_micros
@@ -163,6 +169,30 @@ def profile(q, batch, runs):
     sess.close()
     keys = set().union(*per_run)
     med = {k: statistics.median(s.get(k, 0) for s in per_run) / 1e3 for k in keys}
+    nodes = []
+    if per_node_out is not None:
+        shapes = _const_shapes(gd)
+        ops = {n.name: n for n in gd.node}
+        for name, us in per_node.items():
+            n = ops.get(name)
+            if n is None or n.op in ("Const", "Identity", "Placeholder"):
+                continue
+            out = node_shape.get(name, [])
+            desc, macs = n.op, 0
+            if n.op in ("Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul") and out:
+                f = shapes.get(n.input[1].split(":")[0], [])
+                if n.op == "Tfq8Conv2D" and len(f) == 4 and len(out) == 4:
+                    macs = out[0] * out[1] * out[2] * f[0] * f[1] * f[2] * f[3]
+                    desc = (f"conv {f[0]}x{f[1]} {f[2]}->{f[3]} out {out[1]}x{out[2]}"
+                            + (" +sum" if n.attr["num_summand"].i else ""))
+                elif n.op == "Tfq8DepthwiseConv2D" and len(f) == 4 and len(out) == 4:
+                    macs = out[0] * out[1] * out[2] * out[3] * f[0] * f[1]
+                    desc = f"dw {f[0]}x{f[1]} c{out[3]} out {out[1]}x{out[2]}"
+                elif n.op == "Tfq8MatMul" and len(f) == 2:
+                    macs = out[0] * f[0] * f[1]
+                    desc = f"matmul {f[0]}->{f[1]}"
+            nodes.append((name, desc, statistics.median(us), macs))
+        per_node_out.extend(nodes)
     return med, counts, statistics.median(plain) * 1e3
 
 
@@ -173,6 +203,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--trace-runs", type=int, default=5)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--per-node", action="store_true",
+                    help="also list every op in graph order: median us, GMAC/s")
     ap.add_argument("--ab-env", action="append", default=[],
                     help="KEY=VALUE: also time a second INT8 instance packed with this "
                          "environment (e.g. TFQ8_AVX2_S16_DRIVER=v1), interleaved")
@@ -198,7 +230,8 @@ def main():
             print(f"{name} b{b}: FP32 {f:.2f} ms  INT8 {i:.2f} ms  FP32/INT8 {f / i:.2f}{ab}")
             if args.no_profile:
                 continue
-            med, counts, plain = profile(q, b, args.trace_runs)
+            nodes = [] if args.per_node else None
+            med, counts, plain = profile(q, b, args.trace_runs, nodes)
             total = sum(v for k, v in med.items() if not k.startswith("("))
             print(f"  INT8 Session.run untraced median {plain:.2f} ms; traced step: "
                   f"{med['(step, first op start to last op end)']:.2f} ms, "
@@ -208,6 +241,11 @@ def main():
                 if k.startswith("("):
                     continue
                 print(f"  {k:34s} {counts.get(k, 0):4d} {v:9.3f} {100 * v / total:6.1f}")
+            if nodes:
+                print(f"  {'op':44s} {'us':>8s} {'GMAC/s':>7s}")
+                for name, desc, us, macs in nodes:
+                    g = f"{macs / us / 1e3:7.1f}" if macs and us else "       "
+                    print(f"  {desc[:44]:44s} {us:8.1f} {g}")
     ab = " | INT8 A/B ms | FP32/A/B" if args.ab_env else ""
     print(f"\n| model | batch | FP32 ms | INT8 ms | FP32/INT8{ab} |\n| --- | ---: | ---: | ---: "
           f"| ---: |" + (" ---: | ---: |" if args.ab_env else ""))

@@ -3,8 +3,15 @@
 #ifndef TFQ8_TF_COMMON_H_
 #define TFQ8_TF_COMMON_H_
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include "custom_ops/kernels/cpu/isa.h"
 #include "custom_ops/kernels/cpu/parallel.h"
@@ -26,11 +33,82 @@ inline bool GetIsa(::tensorflow::OpKernelContext* ctx, Isa* isa) {
 }
 
 // TensorFlow's intra-op thread pool as a ParallelFor.
+//
+// Default: the calling thread plus NumThreads() − 1 helpers scheduled on the pool claim grains of
+// [0, n) from a shared atomic counter (dynamic split). Compared with the pool's own ParallelFor
+// (Eigen: a static binary split sized by a cost model that refuses a second thread below ~100k
+// cycles per op, and that runs the caller as an extra thread beside NumThreads() workers): small
+// layers (MobileNetV2 at 14×14 / 7×7, batch 1) use both cores, a helper that starts late (woken
+// from sleep, or its core busy with another process) only takes what is left instead of making
+// the caller wait for its statically assigned half, and at most NumThreads() threads run.
+// TFQ8_PFOR=eigen restores the pool's ParallelFor, for A/B timing.
+namespace internal {
+
+struct DynamicForState {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};  // units finished
+  int64_t n = 0, grain = 1;
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  // Claims and runs grains until none are left. Returns after the last claimed one finished.
+  void Work() {
+    for (;;) {
+      const int64_t b = next.fetch_add(grain, std::memory_order_relaxed);
+      if (b >= n) return;
+      const int64_t e = std::min(n, b + grain);
+      (*fn)(b, e);
+      done.fetch_add(e - b, std::memory_order_acq_rel);
+    }
+  }
+};
+
+inline bool UseEigenParallelFor() {
+  const char* v = std::getenv("TFQ8_PFOR");
+  return v != nullptr && std::strcmp(v, "eigen") == 0;
+}
+
+}  // namespace internal
+
 inline ParallelFor TfParallelFor(::tensorflow::OpKernelContext* ctx) {
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  if (internal::UseEigenParallelFor()) {
+    return [pool](int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
+      if (n <= 0) return;
+      pool->ParallelFor(n, cost, [&fn](int64_t b, int64_t e) { fn(b, e); });
+    };
+  }
   return [pool](int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
     if (n <= 0) return;
-    pool->ParallelFor(n, cost, [&fn](int64_t b, int64_t e) { fn(b, e); });
+    const int threads = pool->NumThreads();
+    // cost: rough cycles per unit. Below ~20k cycles (a few µs) waking a helper costs more
+    // than it saves.
+    const double total = static_cast<double>(n) * static_cast<double>(std::max<int64_t>(cost, 1));
+    if (threads <= 1 || n == 1 || total < 20000.0) {
+      fn(0, n);
+      return;
+    }
+    // Grains: about 8 per thread (a short tail when one thread is late), none below ~10k cycles.
+    int64_t grain = std::max<int64_t>(1, n / (8 * threads));
+    const int64_t min_grain = 10000 / std::max<int64_t>(cost, 1) + 1;
+    grain = std::min(n, std::max(grain, min_grain));
+    const int64_t grains = (n + grain - 1) / grain;
+    const int helpers = static_cast<int>(std::min<int64_t>(threads - 1, grains - 1));
+    auto state = std::make_shared<internal::DynamicForState>();
+    state->n = n;
+    state->grain = grain;
+    state->fn = &fn;
+    for (int i = 0; i < helpers; ++i) pool->Schedule([state] { state->Work(); });
+    state->Work();
+    // Every grain is claimed; wait for the ones a helper is still running. A helper that starts
+    // after this returns finds nothing left and never touches fn.
+    for (int spins = 0; state->done.load(std::memory_order_acquire) < n; ++spins) {
+      if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
   };
 }
 
