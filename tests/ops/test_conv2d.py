@@ -114,6 +114,26 @@ def test_epilogue_variants(activation, out_type, summand):
           with_summand=summand, zp_sum=100, clip=(-0.5, 1.5))
 
 
+@pytest.mark.parametrize("activation", ["NONE", "RELU6", "CLIP"])
+@pytest.mark.parametrize("zp_out", [0, 100, 255])
+@pytest.mark.parametrize("summand", [False, True])
+def test_epilogue_extremes(activation, zp_out, summand):
+    # Values far outside the output range (|t| past int32, ±inf), a CLIP range that misses the
+    # output range entirely (lo > hi after intersecting), 1×1 convs whose pixel count is not a
+    # multiple of any kernel's row block and channel counts with partial blocks.
+    rng = np.random.default_rng(19 + zp_out)
+    for ic, oc, h, w in ((8, 21, 5, 7), (40, 33, 3, 3)):
+        case = make_case(rng, 1, h, w, ic, oc, 1, 1, zp_in=0)
+        bias = case["bias"].copy()
+        bias[0::4] = 1e30
+        bias[1::4] = -1e30
+        bias[2::7] = 3e38
+        case["bias"] = bias
+        clip = (-0.5, 1.5) if zp_out != 255 else (0.5, 1.5)  # zp 255: CLIP lies above 0
+        check(case, rng, activation=activation, zp_out=zp_out, with_summand=summand,
+              zp_sum=7, clip=clip)
+
+
 @pytest.mark.parametrize("int_bias", [False, True])
 @pytest.mark.parametrize("per_tensor", [False, True])
 @pytest.mark.parametrize("out_type", ["uint8", "float32", "int32"])

@@ -122,6 +122,67 @@ static inline void Qu8EpilogueStore16Avx2(__m256i v0, __m256i v1, const float* m
   _mm_storeu_si128(static_cast<__m128i*>(c), b8);
 }
 
+// u8-output epilogue of one 16-channel tile, constants hoisted once per tile. Clamping commutes
+// with any non-decreasing rounding, rne(min(max(t, lo), hi)) = max(rne(min(t, hi)), rne(lo))
+// (lo ≤ hi), so only the upper bound is applied in f32 — as vminps(hi, t), which keeps a NaN t,
+// and cvtps2dq turns NaN and every out-of-range t (only −∞ side can be left after the min) into
+// INT_MIN — and the lower one as an s16 max after the saturating pack (rne(lo) ≥ −255 fits).
+// Then + zp_out in s16 and vpackuswb (saturating to 0..255, the reference's final clamp).
+// Bit-identical to EpilogueScalar; one f32 op and the s32 adds fewer than Qu8EpilogueStore16Avx2.
+struct U8Tile {
+  __m256 mul0, mul1, badd0, badd1, hi, mul_s;
+  __m256i lo16, zp16, zps;
+  bool summand;
+  U8Tile(const float* mul, const float* badd, const QEpilogue& ep) {
+    mul0 = _mm256_loadu_ps(mul);
+    mul1 = _mm256_loadu_ps(mul + 8);
+    badd0 = _mm256_loadu_ps(badd);
+    badd1 = _mm256_loadu_ps(badd + 8);
+    // Degenerate range (lo > hi): the reference returns hi for every t (NaN too).
+    const float lo = ep.lo <= ep.hi ? ep.lo : ep.hi;
+    hi = _mm256_set1_ps(ep.hi);
+    lo16 = _mm256_set1_epi16(static_cast<int16_t>(_mm_cvtss_si32(_mm_set_ss(lo))));
+    zp16 = _mm256_set1_epi16(static_cast<int16_t>(ep.zp_out));
+    summand = ep.has_summand;
+    mul_s = _mm256_set1_ps(ep.mul_s);
+    zps = _mm256_set1_epi32(ep.zp_summand);
+  }
+  // One row's 16 accumulators → 16 s16 values (+zp), lanes [c0-3, c8-11 | c4-7, c12-15].
+  inline __m256i Row(__m256i a0, __m256i a1, const uint8_t* s) const {
+    __m256 t0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a0), mul0), badd0);
+    __m256 t1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a1), mul1), badd1);
+    if (summand) {
+      const __m256i q0 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+      const __m256i q1 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 8)));
+      t0 = _mm256_add_ps(t0, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q0, zps)), mul_s));
+      t1 = _mm256_add_ps(t1, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q1, zps)), mul_s));
+    }
+    t0 = _mm256_min_ps(hi, t0);
+    t1 = _mm256_min_ps(hi, t1);
+    __m256i q = _mm256_packs_epi32(_mm256_cvtps_epi32(t0), _mm256_cvtps_epi32(t1));
+    q = _mm256_max_epi16(q, lo16);
+    return _mm256_add_epi16(q, zp16);
+  }
+  // Two rows → bytes; row a in the low 128 bits, row b in the high, channel order restored.
+  static inline __m256i Pack(__m256i qa, __m256i qb) {
+    // packus per lane: dwords [a0-3, a8-11, b0-3, b8-11 | a4-7, a12-15, b4-7, b12-15].
+    return _mm256_permutevar8x32_epi32(_mm256_packus_epi16(qa, qb),
+                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  }
+};
+
+inline void StoreRowU8(void* c, __m128i v, size_t nc) {
+  if (nc == 16) {
+    _mm_storeu_si128(static_cast<__m128i*>(c), v);
+  } else {
+    alignas(16) uint8_t buf[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(buf), v);
+    std::memcpy(c, buf, nc);
+  }
+}
+
 }  // namespace
 
 void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
@@ -179,6 +240,28 @@ void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t 
       c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(x, w1));
       a0 += 2; a1 += 2; a2 += 2; a3 += 2; a4 += 2; a5 += 2;
     }
+  }
+  if (ep.out_type == QOutType::kU8) {
+    const U8Tile u(mul, badd, ep);
+    // Rows past mr are computed (their a pointers repeat a valid row) but not stored; their
+    // summand pointer is clamped to the last valid row.
+    const uint8_t* s_rows[MR];
+    for (size_t m = 0; m < MR; ++m) s_rows[m] = s ? s + (m < mr ? m : mr - 1) * c_stride : nullptr;
+    char* c0 = static_cast<char*>(c);
+    const __m256i p01 = U8Tile::Pack(u.Row(c00, c01, s_rows[0]), u.Row(c10, c11, s_rows[1]));
+    StoreRowU8(c0, _mm256_castsi256_si128(p01), nc);
+    if (mr > 1) StoreRowU8(c0 + c_stride, _mm256_extracti128_si256(p01, 1), nc);
+    if (mr > 2) {
+      const __m256i p23 = U8Tile::Pack(u.Row(c20, c21, s_rows[2]), u.Row(c30, c31, s_rows[3]));
+      StoreRowU8(c0 + 2 * c_stride, _mm256_castsi256_si128(p23), nc);
+      if (mr > 3) StoreRowU8(c0 + 3 * c_stride, _mm256_extracti128_si256(p23, 1), nc);
+    }
+    if (mr > 4) {
+      const __m256i p45 = U8Tile::Pack(u.Row(c40, c41, s_rows[4]), u.Row(c50, c51, s_rows[5]));
+      StoreRowU8(c0 + 4 * c_stride, _mm256_castsi256_si128(p45), nc);
+      if (mr > 5) StoreRowU8(c0 + 5 * c_stride, _mm256_extracti128_si256(p45, 1), nc);
+    }
+    return;
   }
   const size_t es = QOutElementSizeAvx2(ep);
   const __m256i acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
