@@ -376,10 +376,12 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const bool pointwise = p.pointwise16;
   // Otherwise: the input zero-extended to u16 rows of xs values, then one row of zp_in
   // (padding taps).
-  U16Lease buf(pointwise ? 0 : static_cast<size_t>((in_px + 1) * xs));
+  // im2col16: rows gathered straight from the u8 input (qu8_im2col_u16__avx2), no u16 copy.
+  const bool whole = !pointwise && !im2col;
+  U16Lease buf(whole ? static_cast<size_t>((in_px + 1) * xs) : 0);
   uint16_t* x16 = buf.data();
   uint16_t* zrow = x16 + in_px * xs;
-  if (!pointwise) {
+  if (whole) {
     for (int64_t i = 0; i < xs; ++i) zrow[i] = zp;
     pfor(in_px, xs / 4 + 4, [&](int64_t b, int64_t e) {
       qu8_widen_u16__avx2(input + b * ic, e - b, ic, ic, x16 + b * xs, xs, xs);
@@ -439,34 +441,14 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
             ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
           }
         } else if (im2col) {
-          rows.resize((mb1 - mb0) * MR * kc);
-          const int64_t row_len = s.kw * ic;
+          const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
+          rows.resize((r1 - r0) * kc + 32);  // + slack for the widening stores
+          const Im2colGeometry geo{s.h,        s.w,        ic,        s.kh,         s.kw,
+                                   s.stride_h, s.stride_w, s.dil_h,   s.dil_w,      s.pad_top,
+                                   s.pad_left, s.oh,       s.ow,      in_px * ic};
+          qu8_im2col_u16__avx2(input, geo, zp, r0, r1 - r0, rows.data(), kc);
           for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
-            uint16_t* row = rows.data() + r * kc;
-            ptrs[r] = row;
-            const int64_t px = std::min(mb0 * MR + r, pixels - 1);
-            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-            const int64_t ix0 = ox * s.stride_w - s.pad_left;
-            const int64_t ix1 = ix0 + (s.kw - 1) * s.dil_w;
-            for (int64_t i = 0; i < s.kh; ++i) {
-              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-              uint16_t* dst = row + i * row_len;
-              if (iy < 0 || iy >= s.h) {
-                std::fill(dst, dst + row_len, zp);
-              } else if (s.dil_w == 1 && ix0 >= 0 && ix1 < s.w) {
-                std::memcpy(dst, x16 + ((n * s.h + iy) * s.w + ix0) * ic, row_len * 2);
-              } else {
-                for (int64_t j = 0; j < s.kw; ++j) {
-                  const int64_t ix = ix0 + j * s.dil_w;
-                  if (ix >= 0 && ix < s.w) {
-                    std::memcpy(dst + j * ic, x16 + ((n * s.h + iy) * s.w + ix) * ic, ic * 2);
-                  } else {
-                    std::fill(dst + j * ic, dst + (j + 1) * ic, zp);
-                  }
-                }
-              }
-            }
-            std::fill(row + s.kh * row_len, row + kc, uint16_t{0});  // zero weights there
+            ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
           }
         }
         for (int64_t mb = mb0; mb < mb1 && !im2col && !pointwise; ++mb) {

@@ -74,6 +74,18 @@ void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t 
 void qu8_widen_u16__avx2(const uint8_t* x, size_t rows, size_t ic, size_t x_stride, uint16_t* y,
                          size_t kc, size_t y_stride);
 
+// im2col rows for the 6x16c2s16 kernel with small IC (several taps as one K run): for output
+// pixels [px0, px0 + count) of the flattened N·OH·OW, row r (kc u16 values, at y + r·kc) holds
+// the window in the order (ky, kx, ic), padded taps = zp; values past kh·kw·ic are unspecified
+// (their weights are zero). Reads the u8 input directly, widening on the fly; writes up to 32
+// u16 past the last row (y needs that much slack).
+struct Im2colGeometry {
+  int64_t h, w, ic, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, oh, ow;
+  int64_t input_bytes;  // n·h·w·ic: reads never go past x + input_bytes
+};
+void qu8_im2col_u16__avx2(const uint8_t* x, const Im2colGeometry& g, uint16_t zp, int64_t px0,
+                          int64_t count, uint16_t* y, int64_t kc);
+
 // AMX: 32 rows × 32 channels from a dense A (rows a_stride bytes apart, k bytes each, k a
 // multiple of 64; rows past mr may hold anything readable) and a weight block packed as
 // [k/4][32][4]. acc: 32×32 int32 scratch. The calling thread must have called

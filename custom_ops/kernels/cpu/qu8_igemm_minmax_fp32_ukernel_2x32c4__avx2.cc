@@ -299,3 +299,55 @@ void qu8_widen_u16__avx2(const uint8_t* x, size_t rows, size_t ic, size_t x_stri
 }
 
 }  // namespace tfq8
+
+namespace tfq8 {
+
+void qu8_im2col_u16__avx2(const uint8_t* x, const Im2colGeometry& g, uint16_t zp, int64_t px0,
+                          int64_t count, uint16_t* y, int64_t kc) {
+  const int64_t row_len = g.kw * g.ic;  // contiguous bytes of one kernel row (dil_w == 1)
+  const int64_t chunks = (row_len + 15) / 16;
+  const bool vector_rows = g.dil_w == 1 && row_len <= 32;
+  int64_t n = px0 / (g.oh * g.ow), oy = px0 / g.ow % g.oh, ox = px0 % g.ow;
+  for (int64_t r = 0; r < count; ++r, y += kc) {
+    const int64_t ix0 = ox * g.stride_w - g.pad_left;
+    const int64_t ix1 = ix0 + (g.kw - 1) * g.dil_w;
+    const bool h_inside = ix0 >= 0 && ix1 < g.w;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t iy = oy * g.stride_h - g.pad_top + i * g.dil_h;
+      uint16_t* dst = y + i * row_len;
+      if (iy < 0 || iy >= g.h) {
+        for (int64_t k = 0; k < row_len; ++k) dst[k] = zp;
+        continue;
+      }
+      const uint8_t* src = x + ((n * g.h + iy) * g.w) * g.ic;
+      if (vector_rows && h_inside) {
+        const int64_t off = (src - x) + ix0 * g.ic;
+        if (off + chunks * 16 <= g.input_bytes) {
+          // Whole 16-byte chunks: the bytes past row_len land in the next kernel row (written
+          // next) or past the window (zero weights).
+          for (int64_t c = 0; c < chunks; ++c) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + off + 16 * c));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16 * c), _mm256_cvtepu8_epi16(v));
+          }
+          continue;
+        }
+      }
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t ix = ix0 + j * g.dil_w;
+        uint16_t* d = dst + j * g.ic;
+        if (ix >= 0 && ix < g.w) {
+          const uint8_t* sp = src + ix * g.ic;
+          for (int64_t k = 0; k < g.ic; ++k) d[k] = sp[k];
+        } else {
+          for (int64_t k = 0; k < g.ic; ++k) d[k] = zp;
+        }
+      }
+    }
+    if (++ox == g.ow) {
+      ox = 0;
+      if (++oy == g.oh) oy = 0, ++n;
+    }
+  }
+}
+
+}  // namespace tfq8
