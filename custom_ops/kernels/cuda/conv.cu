@@ -41,6 +41,8 @@ namespace {
 constexpr int kThreads = 256;   // every conv kernel: 8 warps
 constexpr int kKPack = 64;      // packed-K granularity = the mma kernel's BK
 constexpr int kMaxGridY = 65535;
+constexpr int kRowSeg = 32;     // row-gather layout: packed K bytes per filter row (ky)
+constexpr int kRowMaxBytes = 24;  // row-gather: KW * IC <= 24 (six 4-byte words)
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t Align256(size_t n) { return (n + 255) & ~size_t{255}; }
@@ -139,12 +141,19 @@ __device__ __forceinline__ uint32_t EpilogueU8Value(const EpilogueArgs& e, int64
 
 // filter [K][OC] (row-major, K = kh*kw*ic) -> packed [OC][Kp]; 32x32 tiles through shared
 // memory so both the read (along OC) and the write (along K) coalesce. Block (32, 8).
+// Row layout (seg_in > 0, the small-IC row-gather kernel): packed k = ky * kRowSeg + j holds
+// filter row k_orig = ky * seg_in + j for j < seg_in (seg_in = KW * IC), zero otherwise.
 __global__ void PackWeightsKernel(const int8_t* __restrict__ w, int64_t k_total, int64_t oc_total,
-                                  int64_t kp, int8_t* __restrict__ packed) {
+                                  int64_t kp, int seg_in, int8_t* __restrict__ packed) {
   __shared__ int8_t tile[32][33];
   const int64_t k0 = blockIdx.x * 32LL, c0 = blockIdx.y * 32LL;
   for (int r = threadIdx.y; r < 32; r += 8) {
-    const int64_t k = k0 + r, c = c0 + threadIdx.x;
+    int64_t k = k0 + r;
+    const int64_t c = c0 + threadIdx.x;
+    if (seg_in > 0) {
+      const int64_t j = k % kRowSeg;
+      k = j < seg_in ? (k / kRowSeg) * seg_in + j : k_total;
+    }
     tile[r][threadIdx.x] = (k < k_total && c < oc_total) ? w[k * oc_total + c] : int8_t{0};
   }
   __syncthreads();
@@ -650,7 +659,7 @@ constexpr int PipeSmemBytes() {
   return STAGES * (BM + BN) * kRowBytes;
 }
 
-template <int BM, int BN, int WM, int WN, int STAGES, int MINB>
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool kRow>
 __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, int n_tiles) {
   static_assert((BM / WM) * (BN / WN) == kThreads / 32, "8 warps");
   constexpr int MT = WM / 16, NT = WN / 8;
@@ -679,7 +688,7 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
   int iy0[kALoads], ix0[kALoads];
   int64_t org[kALoads];
 #pragma unroll
-  for (int j = 0; j < kALoads; ++j) {
+  for (int j = 0; j < kALoads && !kRow; ++j) {
     const int64_t m = m0 + r0 + j * kRowStep;
     if (m < a.m_total) {
       const int64_t ox = m % a.ow, r = m / a.ow;
@@ -719,7 +728,91 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
   };
   advance(16 * ch);
 
-  const int64_t stages = a.kp / kBK;
+  // Row-gather mode (kRow: IC % 16 != 0, dilation_w == 1, KW * IC <= 24, e.g. conv1 7x7x3):
+  // K is (ky, j) with kRowSeg = 32 bytes per filter row ky, j < KW * IC real (zero weights
+  // beyond). The KW * IC input bytes of filter row ky are contiguous in x (one image row), so a
+  // segment is six aligned 4-byte loads funnel-shifted into place; bytes outside the image row
+  // (horizontal padding) and rows outside the image read zp_in. Thread tid gathers segment
+  // tid % 2 (ky = 2 * stage + tid % 2) of row tid / 2 (+ 128 j) into registers before the
+  // current stage's mma and stores it after (the buffer it fills was freed by this iteration's
+  // barrier). Loads touch only aligned words that overlap the image row.
+  constexpr int kRowSegs = BM * 2;  // segments per stage
+  constexpr int kRLoads = (kRowSegs + kThreads - 1) / kThreads;
+  int r_iy0[kRLoads], r_ix0[kRLoads];
+  int64_t r_img[kRLoads];  // address (as integer) of image n's first byte
+  uint32_t r_w[kRLoads][6];
+  int r_sh[kRLoads], r_lo[kRLoads], r_hi[kRLoads];
+  bool r_in[kRLoads];
+  const int rseg = tid % 2;
+  const int64_t row_bytes = a.w * a.c;
+
+  if (kRow) {
+#pragma unroll
+    for (int j = 0; j < kRLoads; ++j) {
+      const int64_t m = m0 + tid / 2 + j * (kThreads / 2);
+      r_iy0[j] = -(1 << 30);
+      r_ix0[j] = 0;
+      r_img[j] = 0;
+      if (m < a.m_total) {
+        const int64_t ox = m % a.ow, r = m / a.ow;
+        const int64_t oy = r % a.oh, n = r / a.oh;
+        r_iy0[j] = static_cast<int>(oy * a.sh - a.pt);
+        r_ix0[j] = static_cast<int>(ox * a.sw - a.pl);
+        r_img[j] = static_cast<int64_t>(reinterpret_cast<uintptr_t>(a.x)) + n * a.h * a.w * a.c;
+      }
+    }
+  }
+  auto row_gather = [&](int st) {
+#pragma unroll
+    for (int j = 0; j < kRLoads; ++j) {
+      const int ky = 2 * st + rseg;
+      const int iy = r_iy0[j] + ky * a.dh;
+      const bool in = (kRowSegs % kThreads == 0 || tid + j * kThreads < kRowSegs) &&
+                      ky < a.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(H);
+      r_in[j] = in;
+      const int64_t rs = r_img[j] + iy * row_bytes;  // absolute address of the image row
+      const int64_t off = rs + static_cast<int64_t>(r_ix0[j]) * a.c;
+      const int64_t a0 = off & ~int64_t{3};
+      r_sh[j] = static_cast<int>(off - a0);
+      r_lo[j] = static_cast<int>(min(max(rs - off, int64_t{0}), int64_t{24}));
+      r_hi[j] = static_cast<int>(min(max(rs + row_bytes - off, int64_t{0}), int64_t{24}));
+#pragma unroll
+      for (int i = 0; i < 6; ++i) {
+        const int64_t wa = a0 + 4 * i;
+        const bool ok = in && wa + 4 > rs && wa < rs + row_bytes;
+        r_w[j][i] = ok ? __ldg(reinterpret_cast<const uint32_t*>(static_cast<uintptr_t>(wa))) : 0u;
+      }
+    }
+  };
+  auto row_store = [&](int buf) {
+    uint8_t* Ab = As + buf * (BM * kRowBytes);
+#pragma unroll
+    for (int j = 0; j < kRLoads; ++j) {
+      if (kRowSegs % kThreads != 0 && tid + j * kThreads >= kRowSegs) continue;
+      const int sh = 8 * r_sh[j];
+      uint32_t o[6];
+#pragma unroll
+      for (int q = 0; q < 5; ++q) o[q] = __funnelshift_r(r_w[j][q], r_w[j][q + 1], sh);
+      o[5] = r_w[j][5] >> sh;
+      if (!r_in[j]) {
+#pragma unroll
+        for (int q = 0; q < 6; ++q) o[q] = zp4;
+      } else if (r_lo[j] > 0 || r_hi[j] < 24) {
+#pragma unroll
+        for (int q = 0; q < 6; ++q) {
+          const int lo = min(max(r_lo[j] - 4 * q, 0), 4), hi = min(max(r_hi[j] - 4 * q, 0), 4);
+          const uint32_t keep = static_cast<uint32_t>((0xffffffffull << (8 * lo)) &
+                                                      (0xffffffffull >> (32 - 8 * hi)));
+          o[q] = (o[q] & keep) | (zp4 & ~keep);
+        }
+      }
+      uint8_t* dst = Ab + (tid / 2 + j * (kThreads / 2)) * kRowBytes + kRowSeg * rseg;
+      *reinterpret_cast<uint4*>(dst) = make_uint4(o[0], o[1], o[2], o[3]);
+      *reinterpret_cast<uint4*>(dst + 16) = make_uint4(o[4], o[5], 0u, 0u);
+    }
+  };
+
+  const int stages = static_cast<int>(a.kp / kBK);
   auto load_stage = [&](int buf, int64_t s) {
     uint8_t* Ab = As + buf * (BM * kRowBytes);
     int8_t* Bb = Bs + buf * (BN * kRowBytes);
@@ -727,7 +820,7 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
     const int dy = dec_ky * a.dh, dx = dec_kx * a.dw;
     const int64_t toff = (static_cast<int64_t>(dy) * a.w + dx) * a.c + dec_ic;
 #pragma unroll
-    for (int j = 0; j < kALoads; ++j) {
+    for (int j = 0; j < kALoads && !kRow; ++j) {
       uint8_t* dst = Ab + (r0 + j * kRowStep) * kRowBytes + 16 * ch;
       const bool in = static_cast<unsigned>(iy0[j] + dy) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(ix0[j] + dx) < static_cast<unsigned>(W);
@@ -741,7 +834,7 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
     for (int j = 0; j < kBLoads; ++j) {
       CpAsync16(Bb + (r0 + j * kRowStep) * kRowBytes + 16 * ch, bptr[j] + s * kBK, !bin[j]);
     }
-    advance(kBK);
+    if (!kRow) advance(kBK);
   };
 
   int32_t acc[MT][NT][4];
@@ -754,18 +847,25 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < stages) load_stage(s, s);
+    if (s < stages) {
+      load_stage(s, s);
+      if (kRow) {
+        row_gather(s);
+        row_store(s);
+      }
+    }
     CpAsyncCommit();
   }
-  for (int64_t s = 0; s < stages; ++s) {
+  for (int s = 0; s < stages; ++s) {
     CpAsyncWait<STAGES - 2>();
     __syncthreads();  // stage s is visible; buffer (s - 1) % STAGES is free again
-    {
-      const int64_t sn = s + STAGES - 1;
-      if (sn < stages) load_stage(static_cast<int>(sn % STAGES), sn);
-      CpAsyncCommit();
+    const int sn = s + STAGES - 1;
+    if (sn < stages) {
+      load_stage(sn % STAGES, sn);
+      if (kRow) row_gather(sn);
     }
-    const int buf = static_cast<int>(s % STAGES);
+    CpAsyncCommit();
+    const int buf = s % STAGES;
     const uint8_t* Ab = As + buf * (BM * kRowBytes);
     const int8_t* Bb = Bs + buf * (BN * kRowBytes);
 #pragma unroll
@@ -791,6 +891,7 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
 #pragma unroll
         for (int j = 0; j < NT; ++j) MmaU8S8(acc[i][j], af[i], bf[j]);
     }
+    if (kRow && sn < stages) row_store(sn % STAGES);
   }
   CpAsyncWait<0>();
   __syncthreads();  // all warps done with the stage buffers: the epilogue may reuse them
@@ -918,10 +1019,12 @@ struct PipeTile {
   int algo, bm, bn, occ;
   double eff;
 };
+// (128x256 / 256x128, warp tile 64x64, one block per SM, lose to 128x128 with two blocks per SM
+// on every ResNet-50 layer on H100: not candidates of AUTO, callable explicitly.)
 constexpr PipeTile kPipeTiles[] = {
-    {TFQ8_CONV_MMA_128X256, 128, 256, 1, 1.0},  {TFQ8_CONV_MMA_256X128, 256, 128, 1, 1.0},
-    {TFQ8_CONV_MMA_128X128, 128, 128, 2, 0.85}, {TFQ8_CONV_MMA_256X64, 256, 64, 2, 0.8},
-    {TFQ8_CONV_MMA_64X128, 64, 128, 2, 0.65},   {TFQ8_CONV_MMA_64X64, 64, 64, 3, 0.45},
+    {TFQ8_CONV_MMA_128X128, 128, 128, 2, 1.0}, {TFQ8_CONV_MMA_256X64, 256, 64, 2, 0.95},
+    {TFQ8_CONV_MMA_64X128, 64, 128, 2, 0.7},   {TFQ8_CONV_MMA_128X64, 128, 64, 2, 0.7},
+    {TFQ8_CONV_MMA_64X64, 64, 64, 3, 0.6},
 };
 
 // Estimated time of each tile: (waves of occ resident blocks per SM) x (work of one wave per SM,
@@ -950,11 +1053,18 @@ MmaTile SelectMmaTile(int64_t m, int64_t oc, int sms) {
   return {64, 64};
 }
 
+// Row-gather tiles (conv1-like shapes: large M, small OC).
+int SelectRowTile(int64_t m, int64_t oc) {
+  if (oc > 64) return TFQ8_CONV_MMA_128X128;
+  return m >= 128 * 264 ? TFQ8_CONV_MMA_128X64 : TFQ8_CONV_MMA_64X64;
+}
+
 bool BadQ(float scale, int zp) {
   return !(scale > 0.0f) || !std::isfinite(scale) || zp < 0 || zp > 255;
 }
 
 int64_t PackedK(const Tfq8ConvShape* s);
+bool RowOk(const Tfq8ConvShape* s);
 
 // The small-IC gather path of the mma kernel: K table fits shared memory, offsets fit int32,
 // dy/dx fit 15 bits.
@@ -965,47 +1075,60 @@ bool GatherOk(const Tfq8ConvShape* s) {
 }
 
 bool Supported(const Tfq8ConvShape* s, int algo) {
+  const bool k_ok = PackedK(s) < (int64_t{1} << 30);  // int K indices in the mma kernels
   switch (algo) {
     case TFQ8_CONV_REF: return true;
     case TFQ8_CONV_DP4A: return !s->depthwise && s->c % 4 == 0;
     case TFQ8_CONV_MMA:
     case TFQ8_CONV_MMA_64X64:
-    case TFQ8_CONV_MMA_64X128:
-    case TFQ8_CONV_MMA_128X128:
-      return !s->depthwise && (s->c % 16 == 0 || GatherOk(s)) && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_MMA_128X128:  // pipelined (c % 16 == 0), row gather or byte gather
+      return !s->depthwise && (s->c % 16 == 0 || RowOk(s) || GatherOk(s)) &&
+             k_ok && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_MMA_128X64:  // pipelined or row gather
+      return !s->depthwise && (s->c % 16 == 0 || RowOk(s)) && k_ok && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_MMA_64X128:  // pipelined or byte gather
+      return !s->depthwise && (s->c % 16 == 0 || (!RowOk(s) && GatherOk(s))) &&
+             k_ok && DeviceCcMajor() >= 8;
     case TFQ8_CONV_MMA_128X256:
     case TFQ8_CONV_MMA_256X128:
-    case TFQ8_CONV_MMA_256X64:  // pipelined kernel only (no small-IC gather)
-      return !s->depthwise && s->c % 16 == 0 && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_MMA_256X64:  // pipelined kernel only
+      return !s->depthwise && s->c % 16 == 0 && k_ok && DeviceCcMajor() >= 8;
     default: return false;
   }
 }
 
+// Small-IC shapes the row-gather kernel handles; their weights are packed in the row layout
+// (a function of the shape only, so prepare and run agree).
+bool RowOk(const Tfq8ConvShape* s) {
+  return !s->depthwise && s->c % 4 != 0 && s->dilation_w == 1 && s->kw * s->c <= kRowMaxBytes &&
+         s->kh <= 4096;
+}
+
 int64_t PackedK(const Tfq8ConvShape* s) {
+  if (RowOk(s)) return CeilDiv(s->kh * kRowSeg, kKPack) * kKPack;
   return CeilDiv(s->kh * s->kw * s->c, kKPack) * kKPack;
 }
 
 // Launches the pipelined kernel: 1-D grid, N tiles fastest. The dynamic shared memory limit is
 // raised once per device (the attribute is per device context).
-template <int BM, int BN, int WM, int WN, int STAGES, int MINB>
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool kRow>
 cudaError_t LaunchPipe(const ConvArgs& a, cudaStream_t stream) {
   constexpr int kSmem = PipeSmemBytes<BM, BN, WM, WN, STAGES>();
   static std::atomic<uint64_t> done{0};
+  auto kernel = ConvMmaPipeKernel<BM, BN, WM, WN, STAGES, MINB, kRow>;
   int dev = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err != cudaSuccess) return err;
-  const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
+  const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t{1} << dev : 0;
   if (bit == 0 || (done.load(std::memory_order_acquire) & bit) == 0) {
-    err = cudaFuncSetAttribute(ConvMmaPipeKernel<BM, BN, WM, WN, STAGES, MINB>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (err != cudaSuccess) return err;
     done.fetch_or(bit, std::memory_order_acq_rel);
   }
   const int64_t n_tiles = CeilDiv(a.oc, BN);
   const int64_t blocks = CeilDiv(a.m_total, BM) * n_tiles;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidValue;
-  ConvMmaPipeKernel<BM, BN, WM, WN, STAGES, MINB>
-      <<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(a, static_cast<int>(n_tiles));
+  kernel<<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(a, static_cast<int>(n_tiles));
   return cudaGetLastError();
 }
 
@@ -1050,6 +1173,7 @@ const char* tfq8_cuda_conv_algo_name(int algo) {
     case TFQ8_CONV_MMA_128X256: return "qu8_conv_mma_128x256c64";
     case TFQ8_CONV_MMA_256X128: return "qu8_conv_mma_256x128c64";
     case TFQ8_CONV_MMA_256X64: return "qu8_conv_mma_256x64c64";
+    case TFQ8_CONV_MMA_128X64: return "qu8_conv_mma_128x64c64";
     default: return "auto";
   }
 }
@@ -1058,6 +1182,7 @@ int tfq8_cuda_conv2d_select(const Tfq8ConvShape* s) {
   if (Supported(s, TFQ8_CONV_MMA) && s->c % 16 == 0) {
     return SelectPipeTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
   }
+  if (Supported(s, TFQ8_CONV_MMA) && RowOk(s)) return SelectRowTile(s->n * s->oh * s->ow, s->oc);
   if (Supported(s, TFQ8_CONV_MMA)) {
     const MmaTile t = SelectMmaTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
     return t.bm == 128 ? TFQ8_CONV_MMA_128X128
@@ -1154,7 +1279,8 @@ cudaError_t tfq8_cuda_conv2d_prepare(const Tfq8ConvShape* s, const Tfq8Epilogue*
     const dim3 grid(static_cast<unsigned>(CeilDiv(a.kp, 32)),
                     static_cast<unsigned>(CeilDiv(s->oc, 32)));
     if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
-    PackWeightsKernel<<<grid, dim3(32, 8), 0, stream>>>(w, a.k_total, s->oc, a.kp, packed);
+    PackWeightsKernel<<<grid, dim3(32, 8), 0, stream>>>(
+        w, a.k_total, s->oc, a.kp, RowOk(s) ? static_cast<int>(s->kw * s->c) : 0, packed);
     ParamsFromPackedKernel<<<static_cast<unsigned>(CeilDiv(s->oc, kThreads / 32)), kThreads, 0,
                              stream>>>(p, packed, a.kp, s->oc, bias, filter_scale, bias_acc, mul,
                                        badd);
@@ -1199,12 +1325,21 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
   } else if (s->c % 16 == 0) {
     if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, DeviceSmCount());
     switch (algo) {
-      case TFQ8_CONV_MMA_64X64: return LaunchPipe<64, 64, 32, 16, 4, 3>(a, stream);
-      case TFQ8_CONV_MMA_64X128: return LaunchPipe<64, 128, 32, 32, 4, 2>(a, stream);
-      case TFQ8_CONV_MMA_128X128: return LaunchPipe<128, 128, 64, 32, 4, 2>(a, stream);
-      case TFQ8_CONV_MMA_256X64: return LaunchPipe<256, 64, 64, 32, 4, 2>(a, stream);
-      case TFQ8_CONV_MMA_128X256: return LaunchPipe<128, 256, 64, 64, 4, 1>(a, stream);
-      case TFQ8_CONV_MMA_256X128: return LaunchPipe<256, 128, 64, 64, 4, 1>(a, stream);
+      case TFQ8_CONV_MMA_64X64: return LaunchPipe<64, 64, 32, 16, 4, 3, false>(a, stream);
+      case TFQ8_CONV_MMA_64X128: return LaunchPipe<64, 128, 32, 32, 4, 2, false>(a, stream);
+      case TFQ8_CONV_MMA_128X64: return LaunchPipe<128, 64, 32, 32, 4, 2, false>(a, stream);
+      case TFQ8_CONV_MMA_128X128: return LaunchPipe<128, 128, 64, 32, 4, 2, false>(a, stream);
+      case TFQ8_CONV_MMA_256X64: return LaunchPipe<256, 64, 64, 32, 4, 2, false>(a, stream);
+      case TFQ8_CONV_MMA_128X256: return LaunchPipe<128, 256, 64, 64, 4, 1, false>(a, stream);
+      case TFQ8_CONV_MMA_256X128: return LaunchPipe<256, 128, 64, 64, 4, 1, false>(a, stream);
+      default: return cudaErrorNotSupported;
+    }
+  } else if (RowOk(s)) {
+    if (algo == TFQ8_CONV_MMA) algo = SelectRowTile(a.m_total, a.oc);
+    switch (algo) {
+      case TFQ8_CONV_MMA_64X64: return LaunchPipe<64, 64, 32, 16, 4, 3, true>(a, stream);
+      case TFQ8_CONV_MMA_128X64: return LaunchPipe<128, 64, 32, 32, 4, 2, true>(a, stream);
+      case TFQ8_CONV_MMA_128X128: return LaunchPipe<128, 128, 64, 32, 4, 2, true>(a, stream);
       default: return cudaErrorNotSupported;
     }
   } else {

@@ -123,6 +123,7 @@ enum Tfq8ConvAlgo {
   TFQ8_CONV_MMA_128X256 = 7,
   TFQ8_CONV_MMA_256X128 = 8,
   TFQ8_CONV_MMA_256X64 = 9,
+  TFQ8_CONV_MMA_128X64 = 10, /* pipelined or small-c row gather */
 };
 
 /* Computes oh/ow from the other fields (explicit padding); returns 0, or -1 if the window does

@@ -15,7 +15,8 @@ GENCODE=()
 IFS=';' read -ra LIST <<< "$ARCHS"
 for a in "${LIST[@]}"; do GENCODE+=(-gencode "arch=compute_${a},code=sm_${a}"); done
 # --fmad=false: no FMA contraction, the epilogue must round like the CPU reference.
-FLAGS=(-O3 --std=c++17 --fmad=false -Xcompiler -fPIC -I"$ROOT" "${GENCODE[@]}")
+# TFQ8_NVCC_FLAGS: extra nvcc flags (experiments, e.g. -DTFQ8_CVT_MODE=0).
+FLAGS=(-O3 --std=c++17 --fmad=false -Xcompiler -fPIC -I"$ROOT" "${GENCODE[@]}" ${TFQ8_NVCC_FLAGS:-})
 OBJS=()
 for src in "$ROOT"/custom_ops/kernels/cuda/*.cu; do
   obj="$OUT/$(basename "$src").o"
