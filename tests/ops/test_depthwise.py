@@ -253,3 +253,22 @@ def test_concurrent_calls_share_one_kernel():
         outs = list(pool.map(lambda _: f(case["x"]).numpy(), range(16)))
     for out in outs:
         np.testing.assert_array_equal(out, exp)
+
+
+@pytest.mark.parametrize("activation", ["NONE", "RELU6", "CLIP"])
+@pytest.mark.parametrize("zp_out", [0, 100, 255])
+def test_epilogue_extremes(activation, zp_out):
+    # 3×3 with C a multiple of 16 (the unrolled AVX2 path, a 16-channel last block included):
+    # |t| past int32, ±inf, a CLIP range that misses the output range (lo > hi).
+    rng = np.random.default_rng(23 + zp_out)
+    for c, st in ((16, (1, 1)), (48, (2, 2)), (96, (1, 1))):
+        case = make_case(rng, 1, 7, 6, c, 1, 3, 3, st, (1, 1), (1, 1, 1, 1), zp_in=0)
+        bias = case["bias"].copy()
+        bias[0::4] = 1e30
+        bias[1::4] = -1e30
+        bias[2::7] = 3e38
+        case["bias"] = bias
+        clip = (-0.5, 1.5) if zp_out != 255 else (0.5, 1.5)
+        kw = dict(activation=activation, zp_out=zp_out, clip=clip)
+        got = run_all_isas(lambda: run_op(case, **kw))
+        assert_all_equal(got, expected(case, **kw), f"c={c} {activation} zp_out={zp_out}")

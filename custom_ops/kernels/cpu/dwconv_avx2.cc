@@ -32,6 +32,103 @@ inline __m256i Load32(const uint8_t* x, size_t left) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
 }
 
+// 3×3 (9 taps), C a multiple of 16, u8 output, no summand (every MobileNetV2 depthwise layer):
+// the tap loop fully unrolled, no partial-block byte copies (a last block of 16 channels uses
+// 16-byte loads and store), and the u8 epilogue of the conv kernels: clamping commutes with
+// rne, so only hi is applied in f32 (vminps(hi, t) keeps NaN, which cvtps2dq turns into INT_MIN
+// like any out-of-range t) and lo as an s16 max after the saturating pack; + zp_out in s16;
+// vpackuswb saturates as the reference's final clamp.
+struct Dw9Consts {
+  __m256 hi;
+  __m256i lo16, zp16;
+};
+
+template <bool kHalf>
+inline __m256i LoadC(const uint8_t* x) {
+  if (kHalf) return _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+}
+
+template <bool kHalf>
+inline void Dw9Block(const uint8_t* const* in, size_t c, const uint8_t* blk, const Dw9Consts& k,
+                     uint8_t* y) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i* b = reinterpret_cast<const __m256i*>(blk);
+  __m256i acc0 = _mm256_load_si256(b), acc1 = _mm256_load_si256(b + 1),
+          acc2 = _mm256_load_si256(b + 2), acc3 = _mm256_load_si256(b + 3);
+  const __m256i* wg = reinterpret_cast<const __m256i*>(blk + 12 * 32);
+  for (int t = 0; t < 8; t += 2, wg += 4) {
+    const __m256i x0 = LoadC<kHalf>(in[t] + c);
+    const __m256i x1 = LoadC<kHalf>(in[t + 1] + c);
+    const __m256i u_lo = _mm256_unpacklo_epi8(x0, x1), u_hi = _mm256_unpackhi_epi8(x0, x1);
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_unpacklo_epi8(u_lo, zero),
+                                                    _mm256_load_si256(wg)));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_unpackhi_epi8(u_lo, zero),
+                                                    _mm256_load_si256(wg + 1)));
+    acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(_mm256_unpacklo_epi8(u_hi, zero),
+                                                    _mm256_load_si256(wg + 2)));
+    acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(_mm256_unpackhi_epi8(u_hi, zero),
+                                                    _mm256_load_si256(wg + 3)));
+  }
+  {
+    // Tap 8 alone: (x, 0) pairs; its packed partner weight is 0.
+    const __m256i x0 = LoadC<kHalf>(in[8] + c);
+    const __m256i u_lo = _mm256_unpacklo_epi8(x0, zero), u_hi = _mm256_unpackhi_epi8(x0, zero);
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_unpacklo_epi16(u_lo, zero),
+                                                    _mm256_load_si256(wg)));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_unpackhi_epi16(u_lo, zero),
+                                                    _mm256_load_si256(wg + 1)));
+    acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(_mm256_unpacklo_epi16(u_hi, zero),
+                                                    _mm256_load_si256(wg + 2)));
+    acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(_mm256_unpackhi_epi16(u_hi, zero),
+                                                    _mm256_load_si256(wg + 3)));
+  }
+  const float* mul = reinterpret_cast<const float*>(blk + 4 * 32);
+  const float* badd = reinterpret_cast<const float*>(blk + 8 * 32);
+  __m256 f0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0), _mm256_load_ps(mul)),
+                            _mm256_load_ps(badd));
+  __m256 f1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc1), _mm256_load_ps(mul + 8)),
+                            _mm256_load_ps(badd + 8));
+  __m256 f2 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc2), _mm256_load_ps(mul + 16)),
+                            _mm256_load_ps(badd + 16));
+  __m256 f3 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc3), _mm256_load_ps(mul + 24)),
+                            _mm256_load_ps(badd + 24));
+  f0 = _mm256_min_ps(k.hi, f0);
+  f1 = _mm256_min_ps(k.hi, f1);
+  f2 = _mm256_min_ps(k.hi, f2);
+  f3 = _mm256_min_ps(k.hi, f3);
+  // Same lane structure as the general path (packus32 then packus16 give natural order).
+  __m256i q01 = _mm256_packs_epi32(_mm256_cvtps_epi32(f0), _mm256_cvtps_epi32(f1));
+  __m256i q23 = _mm256_packs_epi32(_mm256_cvtps_epi32(f2), _mm256_cvtps_epi32(f3));
+  q01 = _mm256_add_epi16(_mm256_max_epi16(q01, k.lo16), k.zp16);
+  q23 = _mm256_add_epi16(_mm256_max_epi16(q23, k.lo16), k.zp16);
+  const __m256i q = _mm256_packus_epi16(q01, q23);
+  if (kHalf) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(q));
+  } else {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), q);
+  }
+}
+
+void DwConv9U8(size_t channels, size_t pixels, const uint8_t* const* input, const void* packed,
+               const DwMicroParams& p, void* output) {
+  constexpr size_t kBlockBytes = 12 * 32 + 5 * 128;
+  const float lo_f = p.lo <= p.hi ? p.lo : p.hi;  // lo > hi: the reference gives hi
+  Dw9Consts k;
+  k.hi = _mm256_set1_ps(p.hi);
+  k.lo16 = _mm256_set1_epi16(static_cast<int16_t>(_mm_cvtss_si32(_mm_set_ss(lo_f))));
+  k.zp16 = _mm256_set1_epi16(static_cast<int16_t>(p.zp_out));
+  const size_t full = channels / 32 * 32;
+  uint8_t* y = static_cast<uint8_t*>(output);
+  for (size_t px = 0; px < pixels; ++px, y += channels) {
+    const uint8_t* const* in = input + px * 9;
+    const uint8_t* blk = static_cast<const uint8_t*>(packed);
+    size_t c = 0;
+    for (; c < full; c += 32, blk += kBlockBytes) Dw9Block<false>(in, c, blk, k, y + c);
+    if (c < channels) Dw9Block<true>(in, c, blk, k, y + c);
+  }
+}
+
 }  // namespace
 
 void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, size_t taps,
@@ -39,6 +136,10 @@ void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, si
                                               const DwMicroParams& p, const uint8_t* summand,
                                               void* output) {
   assert(taps >= 1);
+  if (taps == 9 && channels % 16 == 0 && p.out_type == DwOutType::kU8 && summand == nullptr) {
+    DwConv9U8(channels, pixels, input, packed, p, output);
+    return;
+  }
   const size_t groups = (taps + 1) / 2;
   const size_t block_bytes = 12 * 32 + groups * 128;
   const __m256 lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi),
