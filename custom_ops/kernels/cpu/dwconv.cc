@@ -133,6 +133,18 @@ void DwConvRun(const DwConvShape& s, const uint8_t* input, const int8_t* filter,
     }
   }
   const bool use_pattern = !EnvIs("TFQ8_DW_INDIRECTION", "v1");
+  // AVX2 3×3 u8 without summand, C % 16 == 0: in rows inside the input vertically, the output
+  // columns whose window is inside horizontally [ox_lo, ox_hi) run as one strided call (no
+  // indirection pointers); only the edge columns use the pattern.
+  const bool strided = use_pattern && packed->isa == Isa::kAvx2 && taps == 9 && s.c % 16 == 0 &&
+                       ep.out_type == DwOutType::kU8 && summand == nullptr &&
+                       !EnvIs("TFQ8_DW_STRIDED", "0");
+  int64_t ox_lo = 0, ox_hi = 0;
+  if (strided) {
+    while (ox_lo < s.ow && ox_lo * s.stride_w - s.pad_left < 0) ++ox_lo;
+    ox_hi = ox_lo;
+    while (ox_hi < s.ow && ox_hi * s.stride_w - s.pad_left + (s.kw - 1) * s.dil_w < s.w) ++ox_hi;
+  }
   pfor(rows, row_cost, [&](int64_t b, int64_t e) {
     std::vector<const uint8_t*> ptrs(row_ptrs);
     std::vector<const uint8_t*> row_base(static_cast<size_t>(s.kh));
@@ -143,6 +155,22 @@ void DwConvRun(const DwConvShape& s, const uint8_t* input, const int8_t* filter,
         const uint8_t* base = input + (n * s.h + iy0) * row_bytes;
         const int64_t* pat = pattern.data();
         const uint8_t** dst = ptrs.data();
+        if (strided && ox_hi > ox_lo) {
+          uint8_t* out_row = static_cast<uint8_t*>(output) + row * s.ow * s.c;
+          auto edge = [&](int64_t o0, int64_t o1) {
+            for (int64_t i = o0 * 9; i < o1 * 9; ++i) dst[i] = pat[i] >= 0 ? base + pat[i] : zero;
+            cfg.fn(static_cast<size_t>(s.c), static_cast<size_t>(o1 - o0), taps, dst + o0 * 9,
+                   packed->data(), p, nullptr, out_row + o0 * s.c);
+          };
+          if (ox_lo > 0) edge(0, ox_lo);
+          const uint8_t* first[9];
+          for (int i = 0; i < 9; ++i) first[i] = base + pat[ox_lo * 9 + i];
+          qu8_dwconv9_minmax_fp32_ukernel_u8_strided__avx2(
+              static_cast<size_t>(s.c), static_cast<size_t>(ox_hi - ox_lo), first,
+              static_cast<size_t>(s.stride_w * s.c), packed->data(), p, out_row + ox_lo * s.c);
+          if (ox_hi < s.ow) edge(ox_hi, s.ow);
+          continue;
+        }
         for (size_t i = 0; i < row_ptrs; ++i) dst[i] = pat[i] >= 0 ? base + pat[i] : zero;
         const int64_t first = row * s.ow * s.c;
         cfg.fn(static_cast<size_t>(s.c), static_cast<size_t>(s.ow), taps, ptrs.data(),

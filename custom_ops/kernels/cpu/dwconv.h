@@ -103,6 +103,13 @@ void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, si
                                               const DwMicroParams& p, const uint8_t* summand,
                                               void* output);
 
+// AVX2, 9 taps, C % 16 == 0, u8 output, no summand: `pixels` output pixels whose taps are
+// first[t] + px·step (a run of pixels whose windows lie inside the input: no indirection rows).
+void qu8_dwconv9_minmax_fp32_ukernel_u8_strided__avx2(size_t channels, size_t pixels,
+                                                      const uint8_t* const* first, size_t step,
+                                                      const void* packed, const DwMicroParams& p,
+                                                      void* output);
+
 // Packed weights for one ISA: per block of `block` channels: int32 bias[block] | f32 mul[block]
 // | f32 badd[block] | weights (tap groups of `group` taps, s8 quads (avx512vnni) or s16 pairs
 // (avx2), zero-padded). Channels in the permuted order above.

@@ -110,8 +110,10 @@ inline void Dw9Block(const uint8_t* const* in, size_t c, const uint8_t* blk, con
   }
 }
 
-void DwConv9U8(size_t channels, size_t pixels, const uint8_t* const* input, const void* packed,
-               const DwMicroParams& p, void* output) {
+// Pixel px reads taps in[9·px·advance + t] + px·step: indirection (advance 1, step 0), or the
+// 9 pointers of the first pixel moved by a fixed byte step (advance 0).
+void DwConv9U8(size_t channels, size_t pixels, const uint8_t* const* input, size_t advance,
+               size_t step, const void* packed, const DwMicroParams& p, void* output) {
   constexpr size_t kBlockBytes = 12 * 32 + 5 * 128;
   const float lo_f = p.lo <= p.hi ? p.lo : p.hi;  // lo > hi: the reference gives hi
   Dw9Consts k;
@@ -121,7 +123,10 @@ void DwConv9U8(size_t channels, size_t pixels, const uint8_t* const* input, cons
   const size_t full = channels / 32 * 32;
   uint8_t* y = static_cast<uint8_t*>(output);
   for (size_t px = 0; px < pixels; ++px, y += channels) {
-    const uint8_t* const* in = input + px * 9;
+    const uint8_t* const* src = input + px * 9 * advance;
+    const size_t off = px * step;
+    const uint8_t* in[9];
+    for (int t = 0; t < 9; ++t) in[t] = src[t] + off;
     const uint8_t* blk = static_cast<const uint8_t*>(packed);
     size_t c = 0;
     for (; c < full; c += 32, blk += kBlockBytes) Dw9Block<false>(in, c, blk, k, y + c);
@@ -137,7 +142,7 @@ void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, si
                                               void* output) {
   assert(taps >= 1);
   if (taps == 9 && channels % 16 == 0 && p.out_type == DwOutType::kU8 && summand == nullptr) {
-    DwConv9U8(channels, pixels, input, packed, p, output);
+    DwConv9U8(channels, pixels, input, 1, 0, packed, p, output);
     return;
   }
   const size_t groups = (taps + 1) / 2;
@@ -248,6 +253,17 @@ void qu8_dwconv_minmax_fp32_ukernel_c32__avx2(size_t channels, size_t pixels, si
       }
     }
   }
+}
+
+}  // namespace tfq8
+
+namespace tfq8 {
+
+void qu8_dwconv9_minmax_fp32_ukernel_u8_strided__avx2(size_t channels, size_t pixels,
+                                                      const uint8_t* const* first, size_t step,
+                                                      const void* packed, const DwMicroParams& p,
+                                                      void* output) {
+  DwConv9U8(channels, pixels, first, 0, step, packed, p, output);
 }
 
 }  // namespace tfq8
