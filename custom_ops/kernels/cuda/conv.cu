@@ -988,6 +988,313 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
 }
 
 
+// ---- wgmma kernel (sm_90a only: built when TFQ8_CUDA_ARCHS contains 90a) -------------------
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TFQ8_WGMMA_DEVICE 1
+#else
+#define TFQ8_WGMMA_DEVICE 0
+#endif
+
+// D (64 x N, s32) += A (64 x 32, u8, K-major, shared) * B (N x 32, s8, K-major, shared), both
+// operands by matrix descriptor; one warpgroup (4 warps).
+template <int N>
+__device__ __forceinline__ void Wgmma(int32_t* d, uint64_t da, uint64_t db);
+#if TFQ8_WGMMA_DEVICE
+template <>
+__device__ __forceinline__ void Wgmma<64>(int32_t* d, uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "l"(da), "l"(db), "r"(1));
+}
+template <>
+__device__ __forceinline__ void Wgmma<128>(int32_t* d, uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.u8.s8 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(da), "l"(db), "r"(1));
+}
+template <>
+__device__ __forceinline__ void Wgmma<256>(int32_t* d, uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k32.s32.u8.s8 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63]), "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]), "+r"(d[70]), "+r"(d[71]), "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]), "+r"(d[77]), "+r"(d[78]), "+r"(d[79]), "+r"(d[80]), "+r"(d[81]), "+r"(d[82]), "+r"(d[83]), "+r"(d[84]), "+r"(d[85]), "+r"(d[86]), "+r"(d[87]), "+r"(d[88]), "+r"(d[89]), "+r"(d[90]), "+r"(d[91]), "+r"(d[92]), "+r"(d[93]), "+r"(d[94]), "+r"(d[95]), "+r"(d[96]), "+r"(d[97]), "+r"(d[98]), "+r"(d[99]), "+r"(d[100]), "+r"(d[101]), "+r"(d[102]), "+r"(d[103]), "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]), "+r"(d[110]), "+r"(d[111]), "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]), "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]), "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
+      : "l"(da), "l"(db), "r"(1));
+}
+#else
+template <int N>
+__device__ __forceinline__ void Wgmma(int32_t*, uint64_t, uint64_t) {
+  __trap();  // the host launches the wgmma kernel only where it was compiled for sm_90a
+}
+#endif
+
+__device__ __forceinline__ void WgmmaFence() {
+#if TFQ8_WGMMA_DEVICE
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WgmmaCommit() {
+#if TFQ8_WGMMA_DEVICE
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void WgmmaWait() {
+#if TFQ8_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Keeps the compiler from moving accumulator registers across an in-flight wgmma.
+__device__ __forceinline__ void FenceOperand(int32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void FenceProxyAsync() {
+#if TFQ8_WGMMA_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+#ifndef TFQ8_WGMMA_SWAP_LBO
+#define TFQ8_WGMMA_SWAP_LBO 0
+#endif
+// Shared-memory matrix descriptor, no swizzle, K-major: core matrices of 8 rows x 16 bytes
+// (128 contiguous bytes); kCoreK = byte distance of K-adjacent core matrices (leading byte
+// offset), kCoreMN = distance of M/N-adjacent ones (stride byte offset).
+constexpr uint32_t kCoreK = 128, kCoreMN = 512;
+__device__ __forceinline__ uint64_t SmemDesc(const void* p) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  const uint32_t lbo = TFQ8_WGMMA_SWAP_LBO ? kCoreMN : kCoreK;
+  const uint32_t sbo = TFQ8_WGMMA_SWAP_LBO ? kCoreK : kCoreMN;
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) |
+         (static_cast<uint64_t>(lbo >> 4) << 16) | (static_cast<uint64_t>(sbo >> 4) << 32);
+}
+
+// 128 x BN block tile, two warpgroups of 64 x BN (warp w: rows 16 w .. 16 w + 15, all BN
+// columns; the accumulator fragment of m64nNk32 is that of BN / 8 mma.sync m16n8 tiles).
+// STAGES-deep cp.async pipeline of 64-byte K stages in the core-matrix layout: byte
+// (r / 8) * 512 + (k / 16) * 128 + (r % 8) * 16 + k % 16 of a stage holds row r, K byte k. Thread
+// tid loads K chunk (tid / 8) % 4 of rows (tid % 8) + 8 (tid / 32) + 64 j (eight consecutive
+// threads fill one 128-byte core matrix). Same im2col decode, padding and epilogue as
+// ConvMmaPipeKernel. fence.proxy.async makes the generic-proxy shared writes (cp.async, zp fill)
+// visible to wgmma; each stage's wgmma group is waited for before its buffer is refilled.
+template <int BN, int STAGES, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) ConvWgmmaKernel(ConvArgs a, int n_tiles) {
+  constexpr int BM = 128;
+  constexpr int NT = BN / 8;
+  constexpr int kALoads = BM * 4 / kThreads;  // 2
+  constexpr int kBLoads = BN * 4 / kThreads;
+  constexpr int kStageA = BM * kBK, kStageB = BN * kBK;
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint8_t* const As = smem;
+  int8_t* const Bs = reinterpret_cast<int8_t*>(smem + STAGES * kStageA);
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wgi = warp / 4;
+  const int64_t bid = blockIdx.x;
+  const int64_t m0 = (bid / n_tiles) * BM;
+  const int64_t c0 = (bid % n_tiles) * static_cast<int64_t>(BN);
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
+  const uint4 zp16 = make_uint4(zp4, zp4, zp4, zp4);
+  const int ch = (tid / 8) % 4, r0 = (tid % 8) + 8 * (tid / 32);
+  const int soff0 = (r0 / 8) * kCoreMN + ch * kCoreK + (r0 % 8) * 16;  // + j * 64 rows
+  constexpr int kRowStepOff = 64 / 8 * kCoreMN;
+  const int H = static_cast<int>(a.h), W = static_cast<int>(a.w);
+
+  int iy0[kALoads], ix0[kALoads];
+  int64_t org[kALoads];
+#pragma unroll
+  for (int j = 0; j < kALoads; ++j) {
+    const int64_t m = m0 + r0 + 64 * j;
+    if (m < a.m_total) {
+      const int64_t ox = m % a.ow, r = m / a.ow;
+      const int64_t oy = r % a.oh, n = r / a.oh;
+      iy0[j] = static_cast<int>(oy * a.sh - a.pt);
+      ix0[j] = static_cast<int>(ox * a.sw - a.pl);
+      org[j] = ((n * a.h + iy0[j]) * a.w + ix0[j]) * a.c;
+    } else {
+      iy0[j] = -(1 << 30);
+      ix0[j] = 0;
+      org[j] = 0;
+    }
+  }
+  const int8_t* bptr[kBLoads];
+  bool bin[kBLoads];
+#pragma unroll
+  for (int j = 0; j < kBLoads; ++j) {
+    const int64_t c = c0 + r0 + 64 * j;
+    bin[j] = c < a.oc;
+    bptr[j] = a.packed + (bin[j] ? c * a.kp + 16 * ch : 0);
+  }
+  const int C = static_cast<int>(a.c), KW = static_cast<int>(a.kw);
+  int dec_ic = 0, dec_kx = 0, dec_ky = 0, dec_k = 0;
+  const int k_total = static_cast<int>(a.k_total);
+  auto advance = [&](int step) {
+    dec_k += step;
+    dec_ic += step;
+    while (dec_ic >= C) {
+      dec_ic -= C;
+      if (++dec_kx == KW) {
+        dec_kx = 0;
+        ++dec_ky;
+      }
+    }
+  };
+  advance(16 * ch);
+
+  const int stages = static_cast<int>(a.kp / kBK);
+  auto load_stage = [&](int buf, int s) {
+    uint8_t* Ab = As + buf * kStageA;
+    int8_t* Bb = Bs + buf * kStageB;
+    const bool kin = dec_k < k_total;
+    const int dy = dec_ky * a.dh, dx = dec_kx * a.dw;
+    const int64_t toff = (static_cast<int64_t>(dy) * a.w + dx) * a.c + dec_ic;
+#pragma unroll
+    for (int j = 0; j < kALoads; ++j) {
+      uint8_t* dst = Ab + soff0 + j * kRowStepOff;
+      const bool in = static_cast<unsigned>(iy0[j] + dy) < static_cast<unsigned>(H) &&
+                      static_cast<unsigned>(ix0[j] + dx) < static_cast<unsigned>(W);
+      if (kin && !in) {
+        *reinterpret_cast<uint4*>(dst) = zp16;
+      } else {
+        CpAsync16(dst, kin ? a.x + org[j] + toff : a.x, !kin);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kBLoads; ++j) {
+      CpAsync16(Bb + soff0 + j * kRowStepOff, bptr[j] + static_cast<int64_t>(s) * kBK, !bin[j]);
+    }
+    advance(kBK);
+  };
+
+  int32_t acc[NT * 4];
+#pragma unroll
+  for (int i = 0; i < NT * 4; ++i) acc[i] = 0;
+
+  // Loads run STAGES - 2 stages ahead; one wgmma group stays in flight: the buffer refilled in
+  // iteration s, (s - 2) % STAGES, was last read by group s - 2, which every warpgroup waited
+  // for (wait_group 1 in iteration s - 1) before this iteration's barrier.
+  static_assert(STAGES >= 3, "one stage in flight in the tensor cores, one loading");
+#pragma unroll
+  for (int s = 0; s < STAGES - 2; ++s) {
+    if (s < stages) load_stage(s, s);
+    CpAsyncCommit();
+  }
+  for (int s = 0; s < stages; ++s) {
+    CpAsyncWait<STAGES - 3>();
+    FenceProxyAsync();
+    __syncthreads();  // stage s is visible (also to the async proxy)
+    const int buf = s % STAGES;
+    const uint8_t* Ab = As + buf * kStageA + wgi * (64 / 8 * kCoreMN);
+    const int8_t* Bb = Bs + buf * kStageB;
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kBK / 32; ++kk) {
+      Wgmma<BN>(acc, SmemDesc(Ab + kk * 2 * kCoreK), SmemDesc(Bb + kk * 2 * kCoreK));
+    }
+    WgmmaCommit();
+    WgmmaWait<1>();
+#pragma unroll
+    for (int i = 0; i < NT * 4; ++i) FenceOperand(acc[i]);
+    const int sn = s + STAGES - 2;
+    if (sn < stages) load_stage(sn % STAGES, sn);
+    CpAsyncCommit();
+  }
+  WgmmaWait<0>();
+#pragma unroll
+  for (int i = 0; i < NT * 4; ++i) FenceOperand(acc[i]);
+  CpAsyncWait<0>();
+  __syncthreads();  // all warps done with the stage buffers: the epilogue may reuse them
+
+  // acc[4 j + 0/1]: row 16 warp + g, columns 8 j + 2 t, + 1; acc[4 j + 2/3]: row + 8.
+  const bool staged = a.e.out_type == TFQ8_OUT_U8 && a.oc % 16 == 0 &&
+                      ((reinterpret_cast<uintptr_t>(a.e.y) |
+                        reinterpret_cast<uintptr_t>(a.e.summand)) & 15u) == 0;
+  if (staged) {
+    constexpr int kSP = BN + 16;
+    constexpr int kCh = BN / 16;
+    static_assert(BM * kSP <= STAGES * (kStageA + kStageB), "staging tile fits");
+    uint8_t* st = smem;
+    const bool has_s = a.e.summand != nullptr;
+    if (has_s) {
+      for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+        const int r = idx / kCh, cq = idx % kCh;
+        const int64_t m = m0 + r, c = c0 + 16 * cq;
+        if (m < a.m_total && c < a.oc) {
+          *reinterpret_cast<uint4*>(st + r * kSP + 16 * cq) =
+              *reinterpret_cast<const uint4*>(a.e.summand + m * a.oc + c);
+        }
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int cl = j * 8 + 2 * t;
+      const int64_t c = c0 + cl;
+      if (c >= a.oc) continue;
+      const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
+      const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
+      const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = warp * 16 + g + 8 * half;
+        uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
+        const uint32_t sv = has_s ? *p : 0u;
+        uint32_t out = 0;
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          float tt = __fmul_rn(__int2float_rn(acc[4 * j + 2 * half + q] + (q ? ba1 : ba0)),
+                               q ? mu1 : mu0);
+          tt = __fadd_rn(tt, q ? bd1 : bd0);
+          if (has_s) {
+            const int sq = static_cast<int>((sv >> (8 * q)) & 0xffu);
+            tt = __fadd_rn(tt, __fmul_rn(__int2float_rn(sq - a.e.summand_zp), a.e.mul_s));
+          }
+          tt = tt >= a.e.lo ? tt : a.e.lo;
+          tt = tt <= a.e.hi ? tt : a.e.hi;
+          out |= (static_cast<uint32_t>(__float2int_rn(tt) + a.e.out_zp) & 0xffu) << (8 * q);
+        }
+        *p = static_cast<uint16_t>(out);
+      }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+      const int r = idx / kCh, cq = idx % kCh;
+      const int64_t m = m0 + r, c = c0 + 16 * cq;
+      if (m < a.m_total && c < a.oc) {
+        *reinterpret_cast<uint4*>(static_cast<uint8_t*>(a.e.y) + m * a.oc + c) =
+            *reinterpret_cast<const uint4*>(st + r * kSP + 16 * cq);
+      }
+    }
+    return;
+  }
+  const bool pair_ok = a.e.out_type == TFQ8_OUT_U8 && a.oc % 2 == 0 &&
+                       ((reinterpret_cast<uintptr_t>(a.e.y) |
+                         reinterpret_cast<uintptr_t>(a.e.summand)) & 1u) == 0;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t m = m0 + warp * 16 + g + 8 * half;
+    if (m >= a.m_total) continue;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int64_t cp = c0 + j * 8 + 2 * t;
+      if (pair_ok && cp + 1 < a.oc) {
+        EpilogueU8Pair(a.e, a.oc, m, cp, acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+        continue;
+      }
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int64_t c = cp + q;
+        if (c < a.oc) Epilogue(a.e, a.oc, m, c, acc[4 * j + 2 * half + q]);
+      }
+    }
+  }
+}
+
 struct MmaTile {
   int bm, bn;
 };
@@ -1044,6 +1351,24 @@ int SelectPipeTile(int64_t m, int64_t oc, int sms) {
   return best;
 }
 
+// The wgmma kernels exist in the device code only when it was compiled for sm_90a (build.sh
+// defines TFQ8_HAVE_SM90A when TFQ8_CUDA_ARCHS lists 90a); sm_90a SASS runs on compute
+// capability 9.0 only.
+bool WgmmaAvailable() {
+#if defined(TFQ8_HAVE_SM90A)
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+#else
+  return false;
+#endif
+}
+
 MmaTile SelectMmaTile(int64_t m, int64_t oc, int sms) {
   // Gather path (old kernel). OC <= 64: a 128-wide tile would spend half its mma on zero
   // weights (H100, ResNet-50 b256: conv1 3.0 -> 1.5 ms with 64x64).
@@ -1093,6 +1418,10 @@ bool Supported(const Tfq8ConvShape* s, int algo) {
     case TFQ8_CONV_MMA_256X128:
     case TFQ8_CONV_MMA_256X64:  // pipelined kernel only
       return !s->depthwise && s->c % 16 == 0 && k_ok && DeviceCcMajor() >= 8;
+    case TFQ8_CONV_WGMMA_128X64:
+    case TFQ8_CONV_WGMMA_128X128:
+    case TFQ8_CONV_WGMMA_128X256:
+      return !s->depthwise && s->c % 16 == 0 && k_ok && WgmmaAvailable();
     default: return false;
   }
 }
@@ -1127,6 +1456,27 @@ cudaError_t LaunchPipe(const ConvArgs& a, cudaStream_t stream) {
   }
   const int64_t n_tiles = CeilDiv(a.oc, BN);
   const int64_t blocks = CeilDiv(a.m_total, BM) * n_tiles;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidValue;
+  kernel<<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(a, static_cast<int>(n_tiles));
+  return cudaGetLastError();
+}
+
+template <int BN, int STAGES, int MINB>
+cudaError_t LaunchWgmma(const ConvArgs& a, cudaStream_t stream) {
+  constexpr int kSmem = STAGES * (128 + BN) * kBK;
+  static std::atomic<uint64_t> done{0};
+  auto kernel = ConvWgmmaKernel<BN, STAGES, MINB>;
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t{1} << dev : 0;
+  if (bit == 0 || (done.load(std::memory_order_acquire) & bit) == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  const int64_t n_tiles = CeilDiv(a.oc, BN);
+  const int64_t blocks = CeilDiv(a.m_total, 128) * n_tiles;
   if (blocks > 0x7fffffffLL) return cudaErrorInvalidValue;
   kernel<<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(a, static_cast<int>(n_tiles));
   return cudaGetLastError();
@@ -1174,6 +1524,9 @@ const char* tfq8_cuda_conv_algo_name(int algo) {
     case TFQ8_CONV_MMA_256X128: return "qu8_conv_mma_256x128c64";
     case TFQ8_CONV_MMA_256X64: return "qu8_conv_mma_256x64c64";
     case TFQ8_CONV_MMA_128X64: return "qu8_conv_mma_128x64c64";
+    case TFQ8_CONV_WGMMA_128X64: return "qu8_conv_wgmma_128x64c64";
+    case TFQ8_CONV_WGMMA_128X128: return "qu8_conv_wgmma_128x128c64";
+    case TFQ8_CONV_WGMMA_128X256: return "qu8_conv_wgmma_128x256c64";
     default: return "auto";
   }
 }
@@ -1325,6 +1678,9 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
   } else if (s->c % 16 == 0) {
     if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, DeviceSmCount());
     switch (algo) {
+      case TFQ8_CONV_WGMMA_128X64: return LaunchWgmma<64, 6, 2>(a, stream);
+      case TFQ8_CONV_WGMMA_128X128: return LaunchWgmma<128, 6, 2>(a, stream);
+      case TFQ8_CONV_WGMMA_128X256: return LaunchWgmma<256, 6, 1>(a, stream);
       case TFQ8_CONV_MMA_64X64: return LaunchPipe<64, 64, 32, 16, 4, 3, false>(a, stream);
       case TFQ8_CONV_MMA_64X128: return LaunchPipe<64, 128, 32, 32, 4, 2, false>(a, stream);
       case TFQ8_CONV_MMA_128X64: return LaunchPipe<128, 64, 32, 32, 4, 2, false>(a, stream);

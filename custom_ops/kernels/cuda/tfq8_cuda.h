@@ -124,6 +124,11 @@ enum Tfq8ConvAlgo {
   TFQ8_CONV_MMA_256X128 = 8,
   TFQ8_CONV_MMA_256X64 = 9,
   TFQ8_CONV_MMA_128X64 = 10, /* pipelined or small-c row gather */
+  /* wgmma.mma_async (sm_90a: a library built with TFQ8_CUDA_ARCHS containing 90a, running on a
+     compute capability 9.0 GPU), c % 16 == 0; cudaErrorNotSupported elsewhere: */
+  TFQ8_CONV_WGMMA_128X64 = 11,
+  TFQ8_CONV_WGMMA_128X128 = 12,
+  TFQ8_CONV_WGMMA_128X256 = 13,
 };
 
 /* Computes oh/ow from the other fields (explicit padding); returns 0, or -1 if the window does

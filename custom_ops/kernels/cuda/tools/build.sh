@@ -14,9 +14,12 @@ mkdir -p "$OUT"
 GENCODE=()
 IFS=';' read -ra LIST <<< "$ARCHS"
 for a in "${LIST[@]}"; do GENCODE+=(-gencode "arch=compute_${a},code=sm_${a}"); done
+# 90a (H100/H200 only): also compiles the wgmma kernels, which the host side then offers.
+SM90A=()
+case ";$ARCHS;" in *";90a;"*) SM90A=(-DTFQ8_HAVE_SM90A=1) ;; esac
 # --fmad=false: no FMA contraction, the epilogue must round like the CPU reference.
 # TFQ8_NVCC_FLAGS: extra nvcc flags (experiments, e.g. -DTFQ8_CVT_MODE=0).
-FLAGS=(-O3 --std=c++17 --fmad=false -Xcompiler -fPIC -I"$ROOT" "${GENCODE[@]}" ${TFQ8_NVCC_FLAGS:-})
+FLAGS=(-O3 --std=c++17 --fmad=false -Xcompiler -fPIC -I"$ROOT" "${GENCODE[@]}" "${SM90A[@]}" ${TFQ8_NVCC_FLAGS:-})
 OBJS=()
 for src in "$ROOT"/custom_ops/kernels/cuda/*.cu; do
   obj="$OUT/$(basename "$src").o"
