@@ -217,9 +217,11 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
     case Isa::kRef: return "ref: qu8_conv2d_minmax_fp32__ref";
     case Isa::kAvx2:
       return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
+             : !p.weights_s16.empty() && s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16")
+                 ? "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2 (1-2 output rows)"
              : !p.weights_s16.empty()
                  ? (p.im2col16 ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
-                                 "widened to u16, im2col rows per 6 pixels)"
+                                 "im2col rows widened to u16 per task)"
                                : "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
                                  "widened to u16)")
                  : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
@@ -568,7 +570,11 @@ void Conv2DRun(const PackedConv& p, const ConvShape& s, const uint8_t* input,
     }
     case Isa::kAmx: RunAmx(p, s, input, summand, output, pfor); return;
     default:
-      if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty()) {
+      // One or two output rows (a batch-1 MatMul): the 6-row s16 kernel would compute 6 rows
+      // for 1 and stream twice the weight bytes; the 2x32c4 kernel widens the s8 weights in
+      // registers and computes 2 rows.
+      if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty() &&
+          !(s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16"))) {
         RunIgemmAvx2S16(p, s, input, summand, output, pfor);
       } else {
         RunIgemm(p, s, input, summand, output, pfor);
