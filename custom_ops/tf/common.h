@@ -6,12 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
-#include <thread>
 
 #include "custom_ops/kernels/cpu/isa.h"
 #include "custom_ops/kernels/cpu/parallel.h"
@@ -49,6 +50,8 @@ struct DynamicForState {
   std::atomic<int64_t> done{0};  // units finished
   int64_t n = 0, grain = 1;
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
   // Claims and runs grains until none are left. Returns after the last claimed one finished.
   void Work() {
     for (;;) {
@@ -56,8 +59,24 @@ struct DynamicForState {
       if (b >= n) return;
       const int64_t e = std::min(n, b + grain);
       (*fn)(b, e);
-      done.fetch_add(e - b, std::memory_order_acq_rel);
+      if (done.fetch_add(e - b, std::memory_order_acq_rel) + (e - b) == n) {
+        std::lock_guard<std::mutex> lock(mu);  // the waiter checks `done` under mu
+        cv.notify_all();
+      }
     }
+  }
+  // The caller, after its own Work(): waits for grains still running on helpers. Spins briefly
+  // (a helper finishing its last grain), then blocks, so that a helper preempted by another
+  // process can be moved to this idle core instead of competing with a spinning caller.
+  void Wait() {
+    for (int spins = 0; spins < 1000; ++spins) {
+      if (done.load(std::memory_order_acquire) >= n) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [this] { return done.load(std::memory_order_acquire) >= n; });
   }
 };
 
@@ -100,15 +119,7 @@ inline ParallelFor TfParallelFor(::tensorflow::OpKernelContext* ctx) {
     state->Work();
     // Every grain is claimed; wait for the ones a helper is still running. A helper that starts
     // after this returns finds nothing left and never touches fn.
-    for (int spins = 0; state->done.load(std::memory_order_acquire) < n; ++spins) {
-      if (spins < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    state->Wait();
   };
 }
 
