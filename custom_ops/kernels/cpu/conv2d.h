@@ -25,10 +25,14 @@
 //             micro-kernel accumulates over taps × channels in registers, then runs the epilogue
 //             in its store. No im2col buffer. If IC % 4 != 0 the driver first copies the input
 //             with channels padded to a multiple of 4 (zero weights there).
-//      avx2 : (no AVX-VNNI) the input is first zero-extended to u16 once per call (a pooled
-//             buffer), then the 6x16c2s16 kernel runs the implicit GEMM on it. Tasks are
-//             (chunk of 6-pixel blocks sized for L2) × (group of 16-channel blocks); each task
-//             loops channel blocks outside pixel blocks so one weight panel is reused from L1/L2.
+//      avx2 : (no AVX-VNNI) the 6x16c2s16 kernel runs the implicit GEMM on u16 rows: 1×1
+//             unpadded convs widen each task's input rows into a thread-local buffer; small-IC
+//             multi-tap convs (im2col16) gather each task's im2col rows from the u8 input,
+//             widening on the fly; other convs zero-extend the whole input to u16 once per call
+//             (a pooled buffer). Tasks are (chunk of 6-pixel blocks sized for L2) × (group of
+//             16-channel blocks); each task loops channel blocks outside pixel blocks so one
+//             weight panel is reused from L1/L2. With 1-2 output pixels (a batch-1 MatMul) the
+//             2x32c4 kernel runs instead, on the s8 weights (half the bytes to stream).
 //      amx  : for each block of 32 pixels the driver gathers the im2col rows into a per-thread
 //             buffer (or, for 1×1 stride-1 unpadded convs with IC % 64 == 0, points the tiles
 //             straight at the input), then the AMX micro-kernel computes 32×32 tiles.
