@@ -66,3 +66,20 @@ def test_standalone_harness_builds(tmp_path):
     lib.L.tfq8_pool_shape_finish(ctypes.byref(p), 1)
     assert (p.oh, p.ow, p.pad_t, p.pad_l) == (4, 4, 1, 1)
     assert lib.L.tfq8_cuda_conv_algo_name(6) == b"qu8_conv_mma_128x128c64"
+    assert lib.L.tfq8_cuda_conv_algo_name(12) == b"qu8_conv_wgmma_128x128c64"
+    # conv1 (7x7x3) packs its weights in the row-gather layout: 32 bytes per filter row
+    s1 = cuda_lib.ConvShape(n=1, h=224, w=224, c=3, kh=7, kw=7, oc=64, stride_h=2, stride_w=2,
+                            dilation_h=1, dilation_w=1, pad_t=3, pad_b=3, pad_l=3, pad_r=3)
+    assert lib.L.tfq8_conv_shape_finish(ctypes.byref(s1)) == 0
+    assert lib.L.tfq8_cuda_conv2d_workspace_size(ctypes.byref(s1)) == 3 * 256 + 64 * 256
+
+
+@needs_nvcc
+def test_wgmma_kernels_compile_for_sm90a(tmp_path):
+    """The wgmma (sm_90a) kernels are only compiled for 90a: check they still do."""
+    nvcc = os.environ.get("NVCC", "nvcc")
+    subprocess.run([nvcc, "-c", "-x", "cu", os.path.join(ROOT, "custom_ops", "kernels", "cuda",
+                                                         "conv.cu"),
+                    "-o", str(tmp_path / "conv.o"), "-O3", "--std=c++17", "--fmad=false",
+                    "-I" + ROOT, "-gencode", "arch=compute_90a,code=sm_90a",
+                    "-DTFQ8_HAVE_SM90A=1"], check=True, capture_output=True)

@@ -10,6 +10,7 @@
 #if TFQ8_WITH_CUDA
 #define EIGEN_USE_GPU
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -221,23 +222,75 @@ class ConvGpuOp : public OpKernel {
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, out_shape, &out));
     if (out_shape.num_elements() == 0) return;
-    Tensor workspace;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(
-                            ::tensorflow::DT_INT8,
-                            TensorShape({static_cast<int64_t>(tfq8_cuda_conv2d_workspace_size(&s))}),
-                            &workspace));
-    OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_conv2d(&s, &e, input.flat<uint8_t>().data(),
-                                                    filter.flat<int8_t>().data(),
-                                                    bias.data(), filter_scale.flat<float>().data(),
-                                                    summand, out->data(),
-                                                    workspace.flat<int8_t>().data(),
-                                                    TFQ8_CONV_AUTO, GpuStream(ctx)),
+    Tensor workspace;  // a reference to the cached buffer, held until the run is enqueued
+    OP_REQUIRES_OK(ctx, GetPrepared(ctx, s, e, filter, bias, filter_scale, &workspace));
+    OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_conv2d_run(&s, &e, input.flat<uint8_t>().data(),
+                                                        filter.flat<int8_t>().data(), summand,
+                                                        out->data(),
+                                                        workspace.flat<int8_t>().data(),
+                                                        TFQ8_CONV_AUTO, GpuStream(ctx)),
                                    type_string().c_str()));
   }
 
  private:
+  // The prepared workspace (packed weights + per-channel epilogue constants) of the last
+  // (filter, bias, filter_scale) buffers, like the CPU kernels' packed-weight cache: graph
+  // constants and variables keep their buffers, so the packing runs once instead of per call.
+  // The entry holds references to the three tensors (their buffers cannot be freed and reused by
+  // another tensor while cached); a weight updated in place in the same buffer is not detected
+  // (as on the CPU). prepare is enqueued on the op's stream before the run that uses it; later
+  // runs on that stream see it complete. Thread-safe: the lookup and the prepare run under mu_,
+  // and a caller keeps its own reference to the workspace tensor, so replacing the entry cannot
+  // free a buffer that an already looked-up run still uses.
+  struct Prepared {
+    bool valid = false;
+    Tensor filter, bias, filter_scale, workspace;
+    Tfq8ConvShape s{};
+    int per_channel = 0;
+  };
+
+  static bool SamePacking(const Tfq8ConvShape& a, const Tfq8ConvShape& b) {
+    return a.kh == b.kh && a.kw == b.kw && a.c == b.c && a.oc == b.oc &&
+           a.dilation_h == b.dilation_h && a.dilation_w == b.dilation_w &&
+           a.depthwise == b.depthwise;
+  }
+
+  Status GetPrepared(OpKernelContext* ctx, const Tfq8ConvShape& s, const Tfq8Epilogue& e,
+                     const Tensor& filter, const Tensor& bias, const Tensor& filter_scale,
+                     Tensor* workspace) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Prepared& p = prepared_;
+    if (p.valid && p.filter.data() == filter.data() && p.bias.data() == bias.data() &&
+        p.filter_scale.data() == filter_scale.data() && p.filter.shape() == filter.shape() &&
+        p.per_channel == e.per_channel && SamePacking(p.s, s)) {
+      *workspace = p.workspace;
+      return ::tensorflow::OkStatus();
+    }
+    p.valid = false;
+    Tensor ws;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(
+        ::tensorflow::DT_INT8,
+        TensorShape({static_cast<int64_t>(tfq8_cuda_conv2d_workspace_size(&s))}), &ws));
+    TF_RETURN_IF_ERROR(CudaStatus(
+        tfq8_cuda_conv2d_prepare(&s, &e, filter.flat<int8_t>().data(), bias.data(),
+                                 filter_scale.flat<float>().data(), ws.flat<int8_t>().data(),
+                                 GpuStream(ctx)),
+        type_string().c_str()));
+    p.filter = filter;
+    p.bias = bias;
+    p.filter_scale = filter_scale;
+    p.workspace = ws;
+    p.s = s;
+    p.per_channel = e.per_channel;
+    p.valid = true;
+    *workspace = ws;
+    return ::tensorflow::OkStatus();
+  }
+
   int strides_[2] = {1, 1}, dilations_[2] = {1, 1}, pads_[4] = {0, 0, 0, 0};
   Tfq8Epilogue e_;
+  std::mutex mu_;
+  Prepared prepared_;
 };
 
 // ---- pooling -------------------------------------------------------------------------------

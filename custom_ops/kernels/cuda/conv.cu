@@ -235,6 +235,24 @@ __global__ void ParamsDepthwiseKernel(PrepArgs p, const int8_t* __restrict__ w, 
 
 // ---- reference kernel: one thread per output element -----------------------------------------
 
+// m -> (ox, oy, n); 32-bit divisions (a fraction of the 64-bit ones' cost) whenever m_total fits.
+__device__ __forceinline__ void DecodeM(const ConvArgs& a, int64_t m, int64_t* ox, int64_t* oy,
+                                        int64_t* n) {
+  if (a.m_total <= 0xffffffffLL) {
+    const uint32_t mm = static_cast<uint32_t>(m), ow = static_cast<uint32_t>(a.ow),
+                   oh = static_cast<uint32_t>(a.oh);
+    const uint32_t r = mm / ow;
+    *ox = mm - r * ow;
+    *oy = r % oh;
+    *n = r / oh;
+  } else {
+    const int64_t r = m / a.ow;
+    *ox = m - r * a.ow;
+    *oy = r % a.oh;
+    *n = r / a.oh;
+  }
+}
+
 __device__ __forceinline__ void DecodePixel(const ConvArgs& a, int64_t m, int64_t* n, int64_t* iy0,
                                             int64_t* ix0) {
   const int64_t ox = m % a.ow;
@@ -691,8 +709,8 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
   for (int j = 0; j < kALoads && !kRow; ++j) {
     const int64_t m = m0 + r0 + j * kRowStep;
     if (m < a.m_total) {
-      const int64_t ox = m % a.ow, r = m / a.ow;
-      const int64_t oy = r % a.oh, n = r / a.oh;
+      int64_t ox, oy, n;
+      DecodeM(a, m, &ox, &oy, &n);
       iy0[j] = static_cast<int>(oy * a.sh - a.pt);
       ix0[j] = static_cast<int>(ox * a.sw - a.pl);
       org[j] = ((n * a.h + iy0[j]) * a.w + ix0[j]) * a.c;
@@ -754,8 +772,8 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
       r_ix0[j] = 0;
       r_img[j] = 0;
       if (m < a.m_total) {
-        const int64_t ox = m % a.ow, r = m / a.ow;
-        const int64_t oy = r % a.oh, n = r / a.oh;
+        int64_t ox, oy, n;
+        DecodeM(a, m, &ox, &oy, &n);
         r_iy0[j] = static_cast<int>(oy * a.sh - a.pt);
         r_ix0[j] = static_cast<int>(ox * a.sw - a.pl);
         r_img[j] = static_cast<int64_t>(reinterpret_cast<uintptr_t>(a.x)) + n * a.h * a.w * a.c;
@@ -1058,27 +1076,24 @@ __device__ __forceinline__ void FenceProxyAsync() {
 #endif
 }
 
-#ifndef TFQ8_WGMMA_SWAP_LBO
-#define TFQ8_WGMMA_SWAP_LBO 0
-#endif
-// Shared-memory matrix descriptor, no swizzle, K-major: core matrices of 8 rows x 16 bytes
-// (128 contiguous bytes); kCoreK = byte distance of K-adjacent core matrices (leading byte
-// offset), kCoreMN = distance of M/N-adjacent ones (stride byte offset).
-constexpr uint32_t kCoreK = 128, kCoreMN = 512;
+// Shared-memory matrix descriptor, K-major, 64-byte swizzle: each operand row holds its 64 K bytes
+// of a stage in 64 contiguous bytes, 16-byte chunk c of row r stored at chunk c ^ ((r / 2) % 4)
+// (atoms of 8 rows = 512 bytes, stride byte offset 512; the leading byte offset is unused for
+// swizzled K-major layouts). The K step of a wgmma (32 bytes) advances the start address.
+constexpr uint32_t kSwzAtom = 512;
 __device__ __forceinline__ uint64_t SmemDesc(const void* p) {
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  const uint32_t lbo = TFQ8_WGMMA_SWAP_LBO ? kCoreMN : kCoreK;
-  const uint32_t sbo = TFQ8_WGMMA_SWAP_LBO ? kCoreK : kCoreMN;
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) |
-         (static_cast<uint64_t>(lbo >> 4) << 16) | (static_cast<uint64_t>(sbo >> 4) << 32);
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) |
+         (static_cast<uint64_t>(kSwzAtom >> 4) << 32) | (uint64_t{2} << 62);
 }
+__device__ __forceinline__ int SwzOffset(int r, int c) { return r * kBK + ((c ^ ((r >> 1) & 3)) << 4); }
 
 // 128 x BN block tile, two warpgroups of 64 x BN (warp w: rows 16 w .. 16 w + 15, all BN
 // columns; the accumulator fragment of m64nNk32 is that of BN / 8 mma.sync m16n8 tiles).
-// STAGES-deep cp.async pipeline of 64-byte K stages in the core-matrix layout: byte
-// (r / 8) * 512 + (k / 16) * 128 + (r % 8) * 16 + k % 16 of a stage holds row r, K byte k. Thread
-// tid loads K chunk (tid / 8) % 4 of rows (tid % 8) + 8 (tid / 32) + 64 j (eight consecutive
-// threads fill one 128-byte core matrix). Same im2col decode, padding and epilogue as
+// STAGES-deep cp.async pipeline of 64-byte K stages in the 64-byte-swizzled layout (SwzOffset):
+// thread tid loads K chunk tid % 4 of rows tid / 4 + 64 j (a row's 64 bytes by four adjacent
+// threads: full sectors from global memory, conflict-free 128-byte phases in shared memory, which
+// the no-swizzle core-matrix layout cannot give both). Same im2col decode, padding and epilogue as
 // ConvMmaPipeKernel. fence.proxy.async makes the generic-proxy shared writes (cp.async, zp fill)
 // visible to wgmma; each stage's wgmma group is waited for before its buffer is refilled.
 template <int BN, int STAGES, int MINB>
@@ -1100,9 +1115,9 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvWgmmaKernel(ConvArgs a, in
   const int64_t c0 = (bid % n_tiles) * static_cast<int64_t>(BN);
   const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
   const uint4 zp16 = make_uint4(zp4, zp4, zp4, zp4);
-  const int ch = (tid / 8) % 4, r0 = (tid % 8) + 8 * (tid / 32);
-  const int soff0 = (r0 / 8) * kCoreMN + ch * kCoreK + (r0 % 8) * 16;  // + j * 64 rows
-  constexpr int kRowStepOff = 64 / 8 * kCoreMN;
+  const int ch = tid % 4, r0 = tid / 4;
+  const int soff0 = SwzOffset(r0, ch);  // + j * 64 rows (64 is a multiple of the 8-row atom)
+  constexpr int kRowStepOff = 64 * kBK;
   const int H = static_cast<int>(a.h), W = static_cast<int>(a.w);
 
   int iy0[kALoads], ix0[kALoads];
@@ -1111,8 +1126,8 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvWgmmaKernel(ConvArgs a, in
   for (int j = 0; j < kALoads; ++j) {
     const int64_t m = m0 + r0 + 64 * j;
     if (m < a.m_total) {
-      const int64_t ox = m % a.ow, r = m / a.ow;
-      const int64_t oy = r % a.oh, n = r / a.oh;
+      int64_t ox, oy, n;
+      DecodeM(a, m, &ox, &oy, &n);
       iy0[j] = static_cast<int>(oy * a.sh - a.pt);
       ix0[j] = static_cast<int>(ox * a.sw - a.pl);
       org[j] = ((n * a.h + iy0[j]) * a.w + ix0[j]) * a.c;
@@ -1189,12 +1204,12 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvWgmmaKernel(ConvArgs a, in
     FenceProxyAsync();
     __syncthreads();  // stage s is visible (also to the async proxy)
     const int buf = s % STAGES;
-    const uint8_t* Ab = As + buf * kStageA + wgi * (64 / 8 * kCoreMN);
+    const uint8_t* Ab = As + buf * kStageA + wgi * (64 * kBK);
     const int8_t* Bb = Bs + buf * kStageB;
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 32; ++kk) {
-      Wgmma<BN>(acc, SmemDesc(Ab + kk * 2 * kCoreK), SmemDesc(Bb + kk * 2 * kCoreK));
+      Wgmma<BN>(acc, SmemDesc(Ab + kk * 32), SmemDesc(Bb + kk * 32));
     }
     WgmmaCommit();
     WgmmaWait<1>();
@@ -1334,12 +1349,19 @@ constexpr PipeTile kPipeTiles[] = {
     {TFQ8_CONV_MMA_64X64, 64, 64, 3, 0.6},
 };
 
+// wgmma tiles (sm_90a builds on compute capability 9.0).
+constexpr PipeTile kWgmmaTiles[] = {
+    {TFQ8_CONV_WGMMA_128X128, 128, 128, 2, 1.7}, {TFQ8_CONV_WGMMA_128X64, 128, 64, 2, 1.1},
+};
+
+bool WgmmaAvailable();
+
 // Estimated time of each tile: (waves of occ resident blocks per SM) x (work of one wave per SM,
 // zero-padded tile edges included) / relative throughput; the smallest wins.
-int SelectPipeTile(int64_t m, int64_t oc, int sms) {
+int SelectPipeTile(int64_t m, int64_t oc, int64_t kp, int sms) {
   int best = TFQ8_CONV_MMA_64X64;
   double best_t = 0.0;
-  for (const PipeTile& t : kPipeTiles) {
+  auto consider = [&](const PipeTile& t) {
     const int64_t blocks = CeilDiv(m, t.bm) * CeilDiv(oc, t.bn);
     const int64_t waves = CeilDiv(blocks, static_cast<int64_t>(sms) * t.occ);
     const double est = static_cast<double>(waves) * t.bm * t.bn * t.occ / t.eff;
@@ -1347,6 +1369,12 @@ int SelectPipeTile(int64_t m, int64_t oc, int sms) {
       best = t.algo;
       best_t = est;
     }
+  };
+  for (const PipeTile& t : kPipeTiles) consider(t);
+  // wgmma (H100 sweep, ResNet-50 b64/b256): ahead of mma.sync from K >= 512 (OC > 64, 128x128)
+  // or K >= 128 (OC <= 64, 128x64); behind it on the short-K 1x1 layers.
+  if (WgmmaAvailable() && (oc <= 64 ? kp >= 2 * kBK : kp >= 8 * kBK)) {
+    consider(kWgmmaTiles[oc <= 64 ? 1 : 0]);
   }
   return best;
 }
@@ -1533,7 +1561,7 @@ const char* tfq8_cuda_conv_algo_name(int algo) {
 
 int tfq8_cuda_conv2d_select(const Tfq8ConvShape* s) {
   if (Supported(s, TFQ8_CONV_MMA) && s->c % 16 == 0) {
-    return SelectPipeTile(s->n * s->oh * s->ow, s->oc, DeviceSmCount());
+    return SelectPipeTile(s->n * s->oh * s->ow, s->oc, PackedK(s), DeviceSmCount());
   }
   if (Supported(s, TFQ8_CONV_MMA) && RowOk(s)) return SelectRowTile(s->n * s->oh * s->ow, s->oc);
   if (Supported(s, TFQ8_CONV_MMA)) {
@@ -1676,7 +1704,7 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
     if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
     ConvDp4aKernel<<<grid, kThreads, 0, stream>>>(a);
   } else if (s->c % 16 == 0) {
-    if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, DeviceSmCount());
+    if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, a.kp, DeviceSmCount());
     switch (algo) {
       case TFQ8_CONV_WGMMA_128X64: return LaunchWgmma<64, 6, 2>(a, stream);
       case TFQ8_CONV_WGMMA_128X128: return LaunchWgmma<128, 6, 2>(a, stream);

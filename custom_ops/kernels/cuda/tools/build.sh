@@ -2,13 +2,14 @@
 # Builds the standalone test library libtfq8_cuda_test.so from the framework-free CUDA kernels
 # (custom_ops/kernels/cuda/*.cu) plus the test helpers, with nvcc alone (no TensorFlow).
 #   custom_ops/kernels/cuda/tools/build.sh [OUT_DIR]     (default: custom_ops/kernels/cuda/tools/build)
-# TFQ8_CUDA_ARCHS (default "80;90") picks the SASS targets; NVCC overrides the compiler.
+# TFQ8_CUDA_ARCHS (default "80;90a": A100-class and H100/H200 with the wgmma kernels) picks the SASS
+# targets ("90" instead of "90a": H100 without wgmma); NVCC overrides the compiler.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../../.." && pwd)"
 OUT="${1:-$HERE/build}"
 NVCC="${NVCC:-nvcc}"
-ARCHS="${TFQ8_CUDA_ARCHS:-80;90}"
+ARCHS="${TFQ8_CUDA_ARCHS:-80;90a}"
 command -v "$NVCC" >/dev/null || { echo "build.sh: $NVCC not found on the PATH" >&2; exit 1; }
 mkdir -p "$OUT"
 GENCODE=()
