@@ -32,6 +32,7 @@
 // over more SMs at the cost of less reuse per block. No split-K yet (see docs/cuda.md).
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 #include <cmath>
 
 #include "custom_ops/kernels/cuda/tfq8_cuda.h"
@@ -135,6 +136,28 @@ __device__ __forceinline__ uint32_t EpilogueU8Value(const EpilogueArgs& e, int64
   t = t >= e.lo ? t : e.lo;
   t = t <= e.hi ? t : e.hi;
   return static_cast<uint32_t>(__float2int_rn(t) + e.out_zp) & 0xffu;
+}
+
+// Two adjacent u8 outputs (channels c, c + 1) from their accumulators and per-channel constants:
+// the arithmetic of Epilogue() (fmaxf / fminf clamp like the compares: a NaN takes lo; the sign of
+// a zero does not survive the integer conversion), both bytes in the low 16 bits (one PRMT).
+template <bool kHasS>
+__device__ __forceinline__ uint32_t U8PairValue(const EpilogueArgs& e, int32_t a0, int32_t a1,
+                                                int32_t ba0, int32_t ba1, float mu0, float mu1,
+                                                float bd0, float bd1, uint32_t sv) {
+  float t0 = __fadd_rn(__fmul_rn(__int2float_rn(a0 + ba0), mu0), bd0);
+  float t1 = __fadd_rn(__fmul_rn(__int2float_rn(a1 + ba1), mu1), bd1);
+  if (kHasS) {
+    t0 = __fadd_rn(t0, __fmul_rn(__int2float_rn(static_cast<int>(sv & 0xffu) - e.summand_zp),
+                                 e.mul_s));
+    t1 = __fadd_rn(t1, __fmul_rn(__int2float_rn(static_cast<int>((sv >> 8) & 0xffu) -
+                                                e.summand_zp),
+                                 e.mul_s));
+  }
+  t0 = fminf(fmaxf(t0, e.lo), e.hi);
+  t1 = fminf(fmaxf(t1, e.lo), e.hi);
+  return __byte_perm(static_cast<uint32_t>(__float2int_rn(t0) + e.out_zp),
+                     static_cast<uint32_t>(__float2int_rn(t1) + e.out_zp), 0x0040);
 }
 
 // ---- preparation --------------------------------------------------------------------------
@@ -935,38 +958,33 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
       }
       __syncthreads();
     }
+    auto stage_out = [&](auto has_s_tag) {
+      constexpr bool kS = decltype(has_s_tag)::value;
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int cl = wn * WN + j * 8 + 2 * t;
-      const int64_t c = c0 + cl;  // even; OC % 16 == 0, so c + 1 < OC too
-      if (c >= a.oc) continue;
-      const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
-      const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
-      const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
+      for (int j = 0; j < NT; ++j) {
+        const int cl = wn * WN + j * 8 + 2 * t;
+        const int64_t c = c0 + cl;  // even; OC % 16 == 0, so c + 1 < OC too
+        if (c >= a.oc) continue;
+        const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
+        const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
+        const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
 #pragma unroll
-      for (int i = 0; i < MT; ++i) {
+        for (int i = 0; i < MT; ++i) {
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = wm * WM + i * 16 + g + 8 * half;
-          uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
-          const uint32_t sv = has_s ? *p : 0u;
-          uint32_t out = 0;
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            float tt = __fmul_rn(__int2float_rn(acc[i][j][2 * half + q] + (q ? ba1 : ba0)),
-                                 q ? mu1 : mu0);
-            tt = __fadd_rn(tt, q ? bd1 : bd0);
-            if (has_s) {
-              const int sq = static_cast<int>((sv >> (8 * q)) & 0xffu);
-              tt = __fadd_rn(tt, __fmul_rn(__int2float_rn(sq - a.e.summand_zp), a.e.mul_s));
-            }
-            tt = tt >= a.e.lo ? tt : a.e.lo;
-            tt = tt <= a.e.hi ? tt : a.e.hi;
-            out |= (static_cast<uint32_t>(__float2int_rn(tt) + a.e.out_zp) & 0xffu) << (8 * q);
+          for (int half = 0; half < 2; ++half) {
+            const int r = wm * WM + i * 16 + g + 8 * half;
+            uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
+            *p = static_cast<uint16_t>(U8PairValue<kS>(
+                a.e, acc[i][j][2 * half], acc[i][j][2 * half + 1], ba0, ba1, mu0, mu1, bd0, bd1,
+                kS ? *p : 0u));
           }
-          *p = static_cast<uint16_t>(out);
         }
       }
+    };
+    if (has_s) {
+      stage_out(std::true_type{});
+    } else {
+      stage_out(std::false_type{});
     }
     __syncthreads();
     for (int idx = tid; idx < BM * kCh; idx += kThreads) {
@@ -1246,35 +1264,30 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvWgmmaKernel(ConvArgs a, in
       }
       __syncthreads();
     }
+    auto stage_out = [&](auto has_s_tag) {
+      constexpr bool kS = decltype(has_s_tag)::value;
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int cl = j * 8 + 2 * t;
-      const int64_t c = c0 + cl;
-      if (c >= a.oc) continue;
-      const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
-      const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
-      const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
+      for (int j = 0; j < NT; ++j) {
+        const int cl = j * 8 + 2 * t;
+        const int64_t c = c0 + cl;
+        if (c >= a.oc) continue;
+        const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
+        const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
+        const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = warp * 16 + g + 8 * half;
-        uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
-        const uint32_t sv = has_s ? *p : 0u;
-        uint32_t out = 0;
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          float tt = __fmul_rn(__int2float_rn(acc[4 * j + 2 * half + q] + (q ? ba1 : ba0)),
-                               q ? mu1 : mu0);
-          tt = __fadd_rn(tt, q ? bd1 : bd0);
-          if (has_s) {
-            const int sq = static_cast<int>((sv >> (8 * q)) & 0xffu);
-            tt = __fadd_rn(tt, __fmul_rn(__int2float_rn(sq - a.e.summand_zp), a.e.mul_s));
-          }
-          tt = tt >= a.e.lo ? tt : a.e.lo;
-          tt = tt <= a.e.hi ? tt : a.e.hi;
-          out |= (static_cast<uint32_t>(__float2int_rn(tt) + a.e.out_zp) & 0xffu) << (8 * q);
+        for (int half = 0; half < 2; ++half) {
+          const int r = warp * 16 + g + 8 * half;
+          uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
+          *p = static_cast<uint16_t>(U8PairValue<kS>(
+              a.e, acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1], ba0, ba1, mu0, mu1, bd0,
+              bd1, kS ? *p : 0u));
         }
-        *p = static_cast<uint16_t>(out);
       }
+    };
+    if (has_s) {
+      stage_out(std::true_type{});
+    } else {
+      stage_out(std::false_type{});
     }
     __syncthreads();
     for (int idx = tid; idx < BM * kCh; idx += kThreads) {
