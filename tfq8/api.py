@@ -25,6 +25,7 @@ from tfq8.calibration import (
     normalize_calibration_data,
 )
 from tfq8.calibration.calibrator import batch_size_of, take_rows
+from tfq8.calibration.range_search import search_ranges
 from tfq8.passes import pipeline as pipeline_lib
 from tfq8.passes.quantize import QuantizePlan
 
@@ -47,13 +48,22 @@ class QuantConfig:
       measures the mean error each INT8 conv/matmul adds (weight and input quantization) and
       folds it into its f32 bias (tfq8.calibration.bias_correction). The corrections are kept
       in the calibration table's metadata, so re-quantizing from a saved table reproduces them.
+    range_search: after the observers chose the thresholds, search each tensor that INT8
+      convs/matmuls read for the threshold (0.5×…2× the observer's, or the observed max) with
+      the least squared error at the output of those readers on calibration data
+      (tfq8.calibration.range_search). Symmetric scheme only. Costs about one FP32 pass per
+      candidate over range_search_samples samples.
+    range_search_samples: calibration samples the range search uses (the first ones).
     num_samples: calibration samples to use (None: all the data given).
     batch_size: batch size used to run the FP32 model during calibration.
     per_channel: per-output-channel weight scales (True) or one scale per layer.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
     calibration_table: a CalibrationTable or a path to its JSON (from `.calibration_table.save`
       or a quantized SavedModel's assets/) to re-quantize without re-calibrating.
-    passes: {pass_name: False} switches FP32 passes off (see tfq8.optimize).
+    passes: {pass_name: False} switches FP32 passes off (see tfq8.optimize). "equalize"
+      (cross-layer channel equalization of linear channel spaces such as residual streams,
+      tfq8/passes/equalize.py) runs only here, where calibration data gives per-channel ranges;
+      its scales are kept in the calibration table's metadata, like the bias corrections.
     verbose: show calibration progress.
     """
 
@@ -61,6 +71,8 @@ class QuantConfig:
     percentile: float = 99.99
     activation_scheme: str = "symmetric"
     bias_correction: bool = True
+    range_search: bool = True
+    range_search_samples: int = 32
     num_samples: int | None = 512
     batch_size: int = 16
     per_channel: bool = True
@@ -80,6 +92,9 @@ class QuantConfig:
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"QuantConfig.num_samples must be >= 1 or None, got "
                              f"{self.num_samples}")
+        if self.range_search_samples < 1:
+            raise ValueError(f"QuantConfig.range_search_samples must be >= 1, got "
+                             f"{self.range_search_samples}")
         if self.batch_size < 1:
             raise ValueError(f"QuantConfig.batch_size must be >= 1, got {self.batch_size}")
         if isinstance(self.keep_fp32, str):
@@ -167,8 +182,11 @@ class QuantizedModel(GraphModel):
                 on_uint8[n.op] = on_uint8.get(n.op, 0) + 1   # stock data movement on INT8
             else:
                 fp32_ops[n.op] = fp32_ops.get(n.op, 0) + 1
+        eq = self.calibration_table.metadata.get(EQUALIZATION_KEY) or {}
         return {"layers": rows, "fp32_ops": fp32_ops, "stock_ops_on_int8": on_uint8,
-                "op_counts": self.op_counts()}
+                "op_counts": self.op_counts(),
+                "equalized_channel_spaces": {k: {"channels": len(v), "max_scale": max(v)}
+                                             for k, v in sorted(eq.items())}}
 
     def summary(self):
         rep = self.report()
@@ -191,17 +209,24 @@ class QuantizedModel(GraphModel):
                          + ", ".join(f"{op} {c}" for op, c in sorted(rep["fp32_ops"].items())))
         bc = "bias correction" if BIAS_CORRECTION_KEY in self.calibration_table.metadata \
             else "no bias correction"
+        eq = self.calibration_table.metadata.get(EQUALIZATION_KEY)
+        eq = f"{len(eq)} channel space(s) equalized" if eq else "no channel equalization"
+        rs = self.calibration_table.metadata.get(RANGE_SEARCH_KEY)
+        rs = (f"range search ({rs['changed']} of {rs['searched']} thresholds moved, "
+              f"{rs['samples']} samples)" if rs else "no range search")
         lines.append(f"  calibration: {self.config.method}, {self.config.activation_scheme}, "
-                     f"{bc}, {self.calibration_table.metadata.get('num_samples', '?')} samples")
+                     f"{bc}, {eq}, {rs}, "
+                     f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
         if self.pipeline_notes is not None:
             lines.append("FP32 passes:")
             lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def, max_notes=3))
         return "\n".join(lines)
 
 
-def _run_fp32_passes(frozen, passes):
+def _run_fp32_passes(frozen, passes, options=None):
     pipe = pipeline_lib.default_pipeline(disable=[k for k, v in (passes or {}).items() if not v])
-    return pipe.run(frozen.graph_def, pipeline_lib.PassContext.for_model(frozen))
+    return pipe.run(frozen.graph_def,
+                    pipeline_lib.PassContext.for_model(frozen, **(options or {})))
 
 
 def optimize(model, passes=None, signature="serving_default") -> OptimizedModel:
@@ -246,6 +271,59 @@ def _load_table(src):
 
 
 BIAS_CORRECTION_KEY = "bias_correction"
+EQUALIZATION_KEY = "equalization"
+RANGE_SEARCH_KEY = "range_search"
+
+
+def _range_search(plan, table, fp32, frozen, calibration_data, config):
+    """Moves the table's thresholds to the ones its readers prefer (see QuantConfig)."""
+    if (config.activation_scheme != "symmetric"
+            or not _reusable(calibration_data, "range search")):
+        return
+    batches = normalize_calibration_data(calibration_data, frozen.inputs,
+                                         batch_size=config.batch_size)
+    n = config.range_search_samples
+    if config.num_samples is not None:
+        n = min(n, config.num_samples)
+    feeds = {spec.name: spec.tensor for spec in frozen.inputs}
+    changes = search_ranges(fp32, table, plan.observe,
+                            lambda b: {feeds[k]: v for k, v in b.items()},
+                            _limited(batches, n))
+    table.metadata[RANGE_SEARCH_KEY] = {
+        "samples": min(n, int(table.metadata.get("num_samples", n))),
+        "searched": len(changes),
+        "changed": sum(1 for a, b in changes.values() if a != b)}
+
+
+def _reusable(calibration_data, what):
+    """False (with a warning) for a one-shot iterator, which calibration itself consumes."""
+    try:
+        one_shot = iter(calibration_data) is calibration_data
+    except TypeError:
+        one_shot = False
+    if one_shot:
+        logging.getLogger("tfq8").warning(
+            "%s skipped: the calibration data is a one-shot iterator and was consumed by "
+            "calibration (pass an array, a dict, a list or a tf.data.Dataset)", what)
+    return not one_shot
+
+
+def _channel_ranges(frozen, calibration_data, config):
+    """For the equalize pass: (graph_def, tensors) → {tensor: per-channel max |x|} over the
+    calibration data (one FP32 run of the graph as that pass sees it)."""
+    def ranges(graph_def, tensors):
+        out = {}
+        if not tensors:
+            return out
+        run = _fp32_runner(graph_def, frozen, tensors)
+        batches = normalize_calibration_data(calibration_data, frozen.inputs,
+                                             batch_size=config.batch_size)
+        for batch in _limited(batches, config.num_samples):
+            for t, v in run(batch).items():
+                m = np.max(np.abs(v.reshape(-1, v.shape[-1])), axis=0)
+                out[t] = m if t not in out else np.maximum(out[t], m)
+        return out
+    return ranges
 
 
 def _correction_sites(plan, layers):
@@ -285,16 +363,7 @@ def _bias_correction(plan, table, fp32, frozen, calibration_data, config):
     FP32 pass over the calibration data) when the table has none."""
     corrections = table.metadata.get(BIAS_CORRECTION_KEY)
     if corrections is None:
-        if calibration_data is None:
-            return
-        try:
-            one_shot = iter(calibration_data) is calibration_data
-        except TypeError:
-            one_shot = False
-        if one_shot:
-            logging.getLogger("tfq8").warning(
-                "bias correction skipped: the calibration data is a one-shot iterator and was "
-                "consumed by calibration (pass an array, a dict, a list or a tf.data.Dataset)")
+        if calibration_data is None or not _reusable(calibration_data, "bias correction"):
             return
         _, layers = plan.emit(table)  # the qparams each layer's input really gets
         sites = _correction_sites(plan, layers)
@@ -327,13 +396,25 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     config = config or QuantConfig()
     config.validate()
     frozen = frontend.load_model(model, signature=signature)
-    result = _run_fp32_passes(frozen, config.passes)
+    table = None if config.calibration_table is None else _load_table(config.calibration_table)
+    options = {}
+    equalize = (config.passes or {}).get("equalize", True)
+    if table is not None:
+        saved = table.metadata.get(EQUALIZATION_KEY)
+        if saved and not equalize:
+            raise ValueError("the calibration table was made with channel equalization; "
+                             "quantize with the 'equalize' pass on, or recalibrate")
+        if saved:
+            options["channel_scales"] = saved
+    elif (equalize and calibration_data is not None
+          and _reusable(calibration_data, "channel equalization")):
+        options["channel_ranges"] = _channel_ranges(frozen, calibration_data, config)
+    result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def
     outputs = [o.tensor for o in frozen.outputs]
     plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
                         per_channel=config.per_channel)
-    if config.calibration_table is not None:
-        table = _load_table(config.calibration_table)
+    if table is not None:
         missing = [t for t in plan.observe if t not in table]
         if missing:
             raise ValueError(f"the calibration table lacks {len(missing)} tensors this model "
@@ -350,6 +431,11 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
                            percentile=config.percentile, scheme=config.activation_scheme,
                            verbose=config.verbose,
                            metadata={"signature": frozen.signature_name}).calibrate(batches)
+        eq = result.results.get("equalize")
+        if eq is not None and eq.data.get("scales"):
+            table.metadata[EQUALIZATION_KEY] = eq.data["scales"]
+        if config.range_search:
+            _range_search(plan, table, fp32, frozen, calibration_data, config)
     if config.bias_correction:
         _bias_correction(plan, table, fp32, frozen, calibration_data, config)
     int8_graph, layers = plan.emit(table)

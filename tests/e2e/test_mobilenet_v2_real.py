@@ -9,12 +9,18 @@ part.
   top-1 agreement: INT8 argmax == FP32 argmax.
   top-5 agreement: the FP32 top-1 class is among the INT8 top-5 classes.
 
-Target (issue): top-1 ≥ 95 %, top-5 ≥ 99 %. Measured with the defaults (percentile 99.99,
-symmetric, bias correction): top-1 93.8 % (122/130), top-5 99.2 %, logits cosine 0.9884
-(without bias correction: 90.0 %, cosine 0.9863; TFLite INT8: 80.8 %). The flips are near-ties
-(FP32 top-1/top-2 margins 0.1–0.3 against a median of ~1.1); the remaining error is the
-per-tensor range of the residual streams of blocks 14–16, set by a few large channels. The
-top-1 gate is therefore the measured level minus two crops, until that is addressed.
+Target (issue): top-1 ≥ 95 %, top-5 ≥ 99 %. History with the defaults (percentile 99.99,
+symmetric): no bias correction top-1 90.0 %, cosine 0.9863 (TFLite INT8: 80.8 %); + bias
+correction 93.8 % (122/130), top-5 99.2 %, cosine 0.9884, min 0.9605; + channel equalization
+(tfq8/passes/equalize.py) and range search (tfq8/calibration/range_search.py), the defaults
+now: top-1 93.8 % (122/130), top-5 100 %, logits cosine mean 0.9938, min 0.9846 — the
+logit error (1 − cosine) is about half of what it was, but the top-1 count did not move: the
+flips are near-ties (six of the eight have FP32 top-1/top-2 margins 0.12–0.20 against a median
+of ~1.1), the same crops of the same five photos, and variants with equal cosine give anywhere
+from 117 to 124 of 130 (see the issue note). Top-1 on 130 correlated crops is too coarse to
+gate on tightly, so the top-1 gate stays at the old level minus two crops and the logit cosine
+is gated too. Error budget (fake-quant, before the two changes): ReLU6 (u8) activations
+≈ 55 %, weights ≈ 30 % (depthwise two thirds of it), residual streams ≈ 15 %.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from . import torchvision_mobilenet_v2 as tv_mnv2
 
 MIN_TOP1_AGREEMENT = 0.92   # issue target 0.95; measured 0.938 (see docstring)
 MIN_TOP5_AGREEMENT = 0.99
+MIN_COSINE_MEAN = 0.99      # measured 0.9938 (0.9884 before equalization + range search)
 
 # ImageNet class ids used by the FP32 sanity check.
 CAT_CLASSES = {281, 282, 283, 284, 285}          # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -118,3 +125,4 @@ def test_mobilenet_v2_int8_agreement(mobilenet, photos, fp32_eval_logits):
     summary = util.short_summary(int8)
     assert top1 >= MIN_TOP1_AGREEMENT, f"top-1 agreement {top1:.3f}\n{summary}"
     assert top5 >= MIN_TOP5_AGREEMENT, f"top-5 agreement {top5:.3f}\n{summary}"
+    assert cos.mean() >= MIN_COSINE_MEAN, f"logits cosine {cos.mean():.4f}\n{summary}"

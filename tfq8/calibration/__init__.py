@@ -10,7 +10,8 @@ Pure numpy (TensorFlow is only touched to read a ``tf.data.Dataset`` the caller 
 Modules: ``qparams`` (QParams, the scale/zero-point math, weight scales), ``histogram``
 (bounded |x| histogram, percentile / KL / MSE threshold searches), ``observers`` (one class per
 method), ``table`` (CalibrationTable, JSON), ``calibrator`` (the one-pass driver), ``data``
-(calibration data → batches), ``bias_correction`` (mean-error correction of conv biases).
+(calibration data → batches), ``bias_correction`` (mean-error correction of conv biases),
+``range_search`` (thresholds chosen by the error at the readers' outputs).
 """
 from tfq8.calibration.bias_correction import BiasCorrector, CorrectionSite, correct_biases
 from tfq8.calibration.calibrator import Calibrator, calibrate

@@ -5,7 +5,8 @@
                                                              PassContext.for_model(frozen))
     print(result.summary(before=frozen.graph_def))
 
-FP32 passes, in pipeline order: fold_batchnorm → move_strides → fuse_activations.
+FP32 passes, in pipeline order: fold_batchnorm → move_strides → fuse_activations → equalize
+(equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing).
 """
 from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
                                   PassResult, Pipeline, PipelineResult, count_macs,

@@ -66,6 +66,8 @@ class PassResult:
     graph_def: graph_pb2.GraphDef
     changed: bool
     notes: List[Note] = dataclasses.field(default_factory=list)
+    # what a pass hands back besides the graph (e.g. equalize: the scales it applied)
+    data: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     @property
     def refusals(self) -> List[Note]:
@@ -219,11 +221,14 @@ class Pipeline:
 
 
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
-    """The FP32 passes in their order: fold_batchnorm → move_strides → fuse_activations."""
+    """The FP32 passes in their order: fold_batchnorm → move_strides → fuse_activations →
+    equalize (which needs calibration data in ``ctx.options`` and otherwise changes nothing)."""
+    from tfq8.passes.equalize import Equalize
     from tfq8.passes.fold_batchnorm import FoldBatchNorm
     from tfq8.passes.fuse_activations import FuseActivations
     from tfq8.passes.move_strides import MoveStrides
-    return Pipeline([FoldBatchNorm(), MoveStrides(), FuseActivations()], disable=disable)
+    return Pipeline([FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
+                    disable=disable)
 
 
 # ==================================================================== MACs
