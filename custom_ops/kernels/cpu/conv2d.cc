@@ -412,9 +412,13 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   ngroups = (nblocks + per_group - 1) / per_group;
   const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
   pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<const uint16_t*> ptrs;
+    thread_local std::vector<const uint16_t*> ptrs_tls;
     // im2col16: the gathered windows of a chunk; pointwise16: the chunk's rows widened to u16
-    thread_local std::vector<uint16_t> rows;
+    thread_local std::vector<uint16_t> rows_tls;
+    // One TLS lookup per call (each access to a thread_local of a shared library is a
+    // __tls_get_addr call).
+    std::vector<const uint16_t*>& ptrs = ptrs_tls;
+    std::vector<uint16_t>& rows = rows_tls;
     int64_t built = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / ngroups, grp = t % ngroups;
