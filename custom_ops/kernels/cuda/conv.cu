@@ -19,17 +19,25 @@
 //       lies in one filter tap).
 //     * qu8_conv_mma_<BM>x<BN>c64: implicit GEMM on int8 tensor cores
 //       (mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32, sm_80+), M = N*OH*OW pixels,
-//       N = OC, K = KH*KW*IC; 8 warps; BK = 64 bytes per stage, two cp.async stages; fragments
-//       via ldmatrix; padded positions are filled with zp_in (the compensation in bias_acc then
-//       is exact). IC % 16 == 0: A by 16-byte cp.async (each chunk lies in one filter tap);
-//       otherwise (small IC, e.g. conv1 IC = 3, when Kp <= kGatherMaxKp) A is gathered byte by
-//       byte through a shared-memory K table (kGather). u8 output with OC % 16 == 0: the
-//       epilogue is staged through shared memory (coalesced 16-byte summand loads / stores).
+//       N = OC, K = KH*KW*IC; 8 warps; fragments via ldmatrix; padded positions are filled with
+//       zp_in (the compensation in bias_acc then is exact).
+//       - IC % 16 == 0: ConvMmaPipeKernel, a 4-stage cp.async pipeline of 64-byte K stages in
+//         dynamic shared memory, im2col decode incremental per thread (no divisions in the main
+//         loop), blocks rastered N-tile-fastest, u8 epilogue staged through shared memory
+//         (coalesced 16-byte summand loads / output stores, one PRMT per byte pair).
+//       - small IC with dilation_w == 1 and KW*IC <= 24 (conv1 7x7x3): the same kernel in
+//         row-gather mode (kRow): K = (ky, 32-byte segment of the KW*IC contiguous input bytes),
+//         six aligned 4-byte loads + funnel shifts per segment; weights packed in that layout.
+//       - other small IC (Kp <= kGatherMaxKp): ConvMmaKernel<..., kGather>, byte gather through
+//         a shared-memory K table, two stages.
+//     * qu8_conv_wgmma_128x<BN>c64 (sm_90a builds, compute capability 9.0): ConvWgmmaKernel,
+//       wgmma.mma_async m64nBNk32 from 64-byte-swizzled shared memory, two warpgroups, 6-stage
+//       cp.async pipeline with one wgmma group in flight; same loads / epilogue as above.
 //
-// Tile choice (SelectMmaTile): OC <= 64 -> 64x64; else the largest tile that still yields at
-// least one block per SM: 128x128 (warp tile 64x32) when ceil(M/128)*ceil(OC/128) >= #SMs, else
-// 64x128 (warp 32x32), else 64x64 (warp 32x16). Small problems (batch-1 7x7 layers) thus spread
-// over more SMs at the cost of less reuse per block. No split-K yet (see docs/cuda.md).
+// Tile choice: SelectPipeTile (IC % 16 == 0) estimates waves x per-wave work / relative tile
+// throughput over 128x128, 256x64, 64x128, 128x64, 64x64 (and the wgmma tiles where built and K
+// is long enough: K >= 512 for OC > 64, K >= 128 for OC <= 64); SelectRowTile for the row
+// gather; SelectMmaTile for the byte gather. No split-K yet (see docs/cuda.md).
 #include <algorithm>
 #include <atomic>
 #include <type_traits>

@@ -112,10 +112,12 @@ enum Tfq8ConvAlgo {
   TFQ8_CONV_AUTO = 0,
   TFQ8_CONV_REF = 1,   /* one thread per output element, any shape */
   TFQ8_CONV_DP4A = 2,  /* dp4a.u32.s32, needs c % 4 == 0 (conv only) */
-  TFQ8_CONV_MMA = 3,   /* mma.sync m16n8k32 u8*s8 tensor cores, sm_80+; c % 16 == 0, or small c
-                          with roundup(kh*kw*c, 64) <= 512 (byte gather, e.g. 7x7x3);
-                          block tile chosen by shape (see conv.cu) */
-  /* MMA with a forced block tile (tests cover every tile on any GPU): */
+  TFQ8_CONV_MMA = 3,   /* tensor cores (mma.sync m16n8k32 u8*s8, sm_80+; wgmma on sm_90a builds);
+                          c % 16 == 0, or small c: row gather (dilation_w 1, kw*c <= 24, e.g.
+                          7x7x3) or byte gather (roundup(kh*kw*c, 64) <= 512); block tile and
+                          kernel chosen by shape (see conv.cu) */
+  /* MMA with a forced block tile (tests cover every tile on any GPU; a tile a shape's kernel
+     does not offer returns cudaErrorNotSupported): */
   TFQ8_CONV_MMA_64X64 = 4,
   TFQ8_CONV_MMA_64X128 = 5,
   TFQ8_CONV_MMA_128X128 = 6,
