@@ -4,6 +4,7 @@
     python bench/profile_model.py --models mobilenetv2 --batch 1 --repeats 20
     python bench/profile_model.py --no-profile             # end-to-end times only
     python bench/profile_model.py --ab-env TFQ8_AVX2_S16_DRIVER=v1   # + INT8 packed the old way
+    python bench/profile_model.py --models mobilenetv2 --batch 1 --per-node   # + every op: µs, GMAC/s
 
 For each Keras model (weights=None, 224×224) it quantizes with tfq8.quantize (method minmax,
 16 random calibration images), then, with 2 threads (intra 2, inter 1):
