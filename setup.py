@@ -9,7 +9,8 @@ must be installed first and the build must see it:
 ISA-specific files get per-file flags chosen by their suffix (never -march=native; the kernels
 dispatch at run time):  *_avx2.cc, *_avxvnni.cc, *_avx512.cc, *_amx.cc.
 CUDA: files *.cu / *.cu.cc are compiled with nvcc when it is on the PATH (TFQ8_CUDA=1 forces it
-and fails without nvcc; TFQ8_CUDA=0 skips it). TFQ8_CUDA_ARCHS (default "80;90") picks SASS targets.
+and fails without nvcc; TFQ8_CUDA=0 skips it). TFQ8_CUDA_ARCHS (default "80;90a") picks SASS targets;
+"90a" (H100/H200 only) also compiles the wgmma kernels (TFQ8_HAVE_SM90A), "90" leaves them out.
 """
 import concurrent.futures
 import os
@@ -107,10 +108,15 @@ def build_library(output_path, obj_dir, jobs=None, verbose=False):
     cc, cu = _sources()
     nvcc = _cuda_wanted()
     defines = [f'-DTFQ8_TF_VERSION="{tf_version}"']
+    archs = [a for a in os.environ.get("TFQ8_CUDA_ARCHS", "80;90a").split(";") if a]
     if nvcc:
         defines.append("-DTFQ8_WITH_CUDA=1")
-    # Objects depend on the TF version and on CUDA being on: keep one cache per configuration.
-    obj_dir = os.path.join(obj_dir, f"tf{tf_version}-{'cuda' if nvcc else 'cpu'}")
+        if "90a" in archs:
+            defines.append("-DTFQ8_HAVE_SM90A=1")
+    # Objects depend on the TF version, on CUDA being on and on its SASS targets: one cache per
+    # configuration.
+    config = f"cuda{'-'.join(archs)}" if nvcc else "cpu"
+    obj_dir = os.path.join(obj_dir, f"tf{tf_version}-{config}")
     os.makedirs(obj_dir, exist_ok=True)
     headers_mtime = _newest_header_mtime()
     jobs = jobs or max(1, os.cpu_count() or 1)
@@ -136,7 +142,6 @@ def build_library(output_path, obj_dir, jobs=None, verbose=False):
     def compile_cu(src):
         obj = obj_for(src)
         if stale(src, obj):
-            archs = os.environ.get("TFQ8_CUDA_ARCHS", "80;90").split(";")
             gencode = []
             for a in archs:
                 gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
