@@ -1,0 +1,98 @@
+// Single-thread timing of the framework-free CPU conv / depthwise drivers (Conv2DRun, DwConvRun)
+// on the distinct MobileNetV2 / ResNet-50 (224×224) layer shapes: min and median µs per call
+// and GMAC/s, random u8 inputs and ±127 weights, ReLU6 (residual projections: summand, zp 128).
+// No TensorFlow, no threads: the kernels' own efficiency, stable on a shared machine where
+// 2-thread timings are not. Build after `python setup.py build_ext --inplace`:
+//
+//   O=build/tfq8_objs/tf2.21.0-cpu/custom_ops_kernels_cpu_
+//   g++ -O2 -std=c++17 -I. custom_ops/kernels/cpu/tools/kernel_bench.cc ${O}{conv2d,dwconv,\
+//     dwconv_avx2,dwconv_avx512,dwconv_ref,isa,qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2,\
+//     qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni,qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512,\
+//     qu8_gemm_minmax_fp32_ukernel_32x32c4__amx}.cc.o -o /tmp/kernel_bench
+//   TFQ8_ISA=avx2 /tmp/kernel_bench mnv2 [batch]      # or rn50; KB_ONLY=<row> KB_SECS=<s>
+//
+// Kinds: c conv, p conv + summand (residual), d depthwise 3×3. (setup.py skips tools/.)
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+#include <algorithm>
+#include "custom_ops/kernels/cpu/conv2d.h"
+#include "custom_ops/kernels/cpu/dwconv.h"
+using namespace tfq8;
+
+double now(){ return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+int main(int argc, char** argv) {
+  const char* net = argc > 1 ? argv[1] : "mnv2";
+  int batch = argc > 2 ? atoi(argv[2]) : 1;
+  ParallelFor pf = SerialFor;
+  struct L { const char* kind; int h, ic, oc, k, s; };  // kind: c conv, d dw, p conv+summand
+  std::vector<L> ls;
+  if (!strcmp(net, "mnv2")) {
+    ls = {{"c",224,3,32,3,2},{"d",112,32,32,3,1},{"c",112,32,16,1,1},{"c",112,16,96,1,1},{"d",112,96,96,3,2},
+          {"c",56,96,24,1,1},{"c",56,24,144,1,1},{"d",56,144,144,3,1},{"p",56,144,24,1,1},{"d",56,144,144,3,2},
+          {"c",28,144,32,1,1},{"c",28,32,192,1,1},{"d",28,192,192,3,1},{"p",28,192,32,1,1},{"d",28,192,192,3,2},
+          {"c",14,192,64,1,1},{"c",14,64,384,1,1},{"d",14,384,384,3,1},{"p",14,384,64,1,1},{"c",14,384,96,1,1},
+          {"c",14,96,576,1,1},{"d",14,576,576,3,1},{"p",14,576,96,1,1},{"d",14,576,576,3,2},{"c",7,576,160,1,1},
+          {"c",7,160,960,1,1},{"d",7,960,960,3,1},{"p",7,960,160,1,1},{"c",7,960,320,1,1},{"c",7,320,1280,1,1},{"c",1,1280,1000,1,1}};
+  } else {
+    ls = {{"c",56,64,64,1,1},{"c",56,64,64,3,1},{"c",56,64,256,1,1},{"c",56,256,64,1,1},{"c",28,128,128,3,1},
+          {"c",28,512,128,1,1},{"c",28,128,512,1,1},{"c",14,256,256,3,1},{"c",14,1024,256,1,1},{"c",14,256,1024,1,1},
+          {"c",7,512,512,3,1},{"c",7,2048,512,1,1},{"c",7,512,2048,1,1}};
+  }
+  std::mt19937 rng(1);
+  Isa isa = SelectedIsa().isa;
+  double total = 0; double total_macs = 0;
+  const char* only = getenv("KB_ONLY");
+  int li = -1;
+  for (auto& l : ls) {
+    ++li;
+    if (only && atoi(only) != li) continue;
+    int pad = l.k / 2;
+    std::vector<uint8_t> in((size_t)batch * l.h * l.h * l.ic);
+    for (auto& v : in) v = rng() % 256;
+    int oh = (l.h + 2 * pad - l.k) / l.s + 1;
+    size_t out_n = (size_t)batch * oh * oh * l.oc;
+    std::vector<uint8_t> out(out_n), summ(out_n, 7);
+    double macs;
+    std::function<void()> call;
+    std::shared_ptr<const PackedConv> pc; DwEpilogue dep; DwPacked dpk; DwConvShape ds{};
+    std::vector<int8_t> filt; std::vector<float> fs(l.oc, 0.01f), bias(l.oc, 0.1f);
+    if (l.kind[0] != 'd') {
+      ConvShape s; s.n = batch; s.h = s.w = l.h; s.ic = l.ic; s.oc = l.oc; s.kh = s.kw = l.k;
+      s.stride_h = s.stride_w = l.s; if (l.k == 3) { s.pad_top = s.pad_left = (l.s==2)?0:1; s.pad_bottom = s.pad_right = 1; }
+      s.ComputeOutputSize(); oh = s.oh;
+      filt.resize((size_t)l.k * l.k * l.ic * l.oc); for (auto& v : filt) v = (int8_t)((int)(rng() % 255) - 127);
+      ConvEpilogueAttrs a; a.input_scale = 0.02f; a.input_zero_point = 0; a.bias_f32 = bias.data(); a.filter_scale = fs.data();
+      a.activation = ConvActivation::kRelu6; a.output_scale = 0.05f; a.has_summand = l.kind[0]=='p'; a.summand_scale=0.03f; a.summand_zero_point=128; a.output_zero_point = a.has_summand?128:0;
+      if (a.has_summand) a.activation = ConvActivation::kNone;
+      std::string err; pc = PackConv(isa, s, filt.data(), a, &err); if (getenv("KB_V")) printf("%s s16=%zu\n", ConvImplName(*pc, s).c_str(), pc->weights_s16.size());
+      macs = (double)s.pixels() * l.k * l.k * l.ic * l.oc;
+      bool sm = a.has_summand;
+      call = [&, s, sm]{ Conv2DRun(*pc, s, in.data(), sm ? summ.data() : nullptr, out.data(), pf); };
+    } else {
+      ds.n = batch; ds.h = ds.w = l.h; ds.c = l.ic; ds.m = 1; ds.kh = ds.kw = 3; ds.stride_h = ds.stride_w = l.s; ds.dil_h = ds.dil_w = 1;
+      ds.pad_top = ds.pad_left = (l.s == 2) ? 0 : 1; ds.pad_bottom = ds.pad_right = 1; ds.ComputeOutputSize();
+      filt.resize(9 * l.ic); for (auto& v : filt) v = (int8_t)((int)(rng() % 255) - 127);
+      DwEpilogueAttrs a; a.input_scale = 0.02f; a.bias_f32 = bias.data(); a.filter_scale = fs.data(); a.activation = DwActivation::kRelu6; a.output_scale = 0.05f;
+      dep = MakeDwEpilogue(ds, filt.data(), a); PackDwWeights(isa, ds, filt.data(), dep, &dpk);
+      macs = (double)ds.n * ds.oh * ds.ow * ds.c * 9;
+      call = [&]{ DwConvRun(ds, in.data(), filt.data(), dep, 0, &dpk, nullptr, out.data(), pf); };
+    }
+    call(); call();
+    std::vector<double> ts;
+    double t_end = now() + (getenv("KB_SECS") ? atof(getenv("KB_SECS")) : 0.15);
+    while (ts.size() < 5 || (now() < t_end && ts.size() < 2000)) { double t0 = now(); call(); ts.push_back(now() - t0); }
+    std::sort(ts.begin(), ts.end());
+    double tmin = ts[0], tmed = ts[ts.size()/2];
+    total += tmed; total_macs += macs;
+    printf("%s %3d %4d->%4d k%d s%d  min %8.1f us  med %8.1f us  %6.1f GMAC/s (min)\n", l.kind, l.h, l.ic, l.oc, l.k, l.s, tmin*1e6, tmed*1e6, macs/tmin/1e9);
+  }
+  printf("total med %.3f ms, %.1f GMAC/s\n", total*1e3, total_macs/total/1e9);
+}
