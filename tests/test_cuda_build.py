@@ -67,6 +67,8 @@ def test_standalone_harness_builds(tmp_path):
     assert (p.oh, p.ow, p.pad_t, p.pad_l) == (4, 4, 1, 1)
     assert lib.L.tfq8_cuda_conv_algo_name(6) == b"qu8_conv_mma_128x128c64"
     assert lib.L.tfq8_cuda_conv_algo_name(12) == b"qu8_conv_wgmma_128x128c64"
+    assert lib.L.tfq8_cuda_conv_algo_name(14) == b"qu8_conv_mma1x1_128x128"
+    assert cuda_lib.ALGO["mma1x1_128x64"] == 15
     # conv1 (7x7x3) packs its weights in the row-gather layout: 32 bytes per filter row
     s1 = cuda_lib.ConvShape(n=1, h=224, w=224, c=3, kh=7, kw=7, oc=64, stride_h=2, stride_w=2,
                             dilation_h=1, dilation_w=1, pad_t=3, pad_b=3, pad_l=3, pad_r=3)

@@ -42,6 +42,7 @@
 #include <atomic>
 #include <type_traits>
 #include <cmath>
+#include <cstdlib>
 
 #include "custom_ops/kernels/cuda/tfq8_cuda.h"
 
@@ -1032,6 +1033,216 @@ __global__ void __launch_bounds__(kThreads, MINB) ConvMmaPipeKernel(ConvArgs a, 
 }
 
 
+// ---- resident-K 1x1 kernel (kh = kw = 1, IC % 16 == 0, Kp <= 256) -------------------------
+// A 1x1 convolution is a plain GEMM (stride 1, no padding: A row m = the IC contiguous bytes of
+// pixel m). The whole K fits in shared memory, so: persistent blocks, each keeping one N tile of
+// the packed weights resident (loaded once) and walking M tiles (m = blockIdx / n_tiles, then
+// + gridDim / n_tiles); the full-K A tile of the next M tile is loaded with cp.async while the
+// current one is multiplied (mma.sync, the pipelined kernel's fragments) and written out (the same
+// staged u8 epilogue). Blocks next to each other share the M tile (A from L2 for all but the
+// first N tile). Strided / padded 1x1 shapes decode each A row (32-bit divisions); padded pixels
+// read zp_in. Shared-memory pitch KP + 16 bytes (conflict-free ldmatrix); the u8 staging tile
+// reuses the A buffer just multiplied when KP >= BN.
+template <int BM, int BN, int KP>
+constexpr int ResSmemBytes() {
+  return (BN + 2 * BM) * (KP + 16) + (KP >= BN ? 0 : BM * (BN + 16));
+}
+
+template <int BM, int BN, int WM, int WN, int KP, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB)
+    Conv1x1ResKernel(ConvArgs a, int n_tiles, int m_tiles, int dense) {
+  static_assert((BM / WM) * (BN / WN) == kThreads / 32, "8 warps");
+  constexpr int MT = WM / 16, NT = WN / 8;
+  static_assert(NT % 2 == 0, "B fragments are loaded in pairs of n8 tiles");
+  constexpr int P = KP + 16;    // shared row pitch (bytes)
+  constexpr int CPR = KP / 16;  // 16-byte chunks per row
+  static_assert((BM * CPR) % kThreads == 0 && (BN * CPR) % kThreads == 0, "whole loads");
+  constexpr int kALoads = BM * CPR / kThreads;
+  constexpr int kBLoads = BN * CPR / kThreads;
+  constexpr bool kAlias = KP >= BN;  // staging tile fits the A buffer just multiplied
+  extern __shared__ __align__(16) uint8_t smem[];
+  int8_t* const Bs = reinterpret_cast<int8_t*>(smem);  // [BN][P], resident
+  uint8_t* const A0 = smem + BN * P;                   // [2][BM][P]
+  uint8_t* const St = A0 + 2 * BM * P;                 // [BM][BN + 16] unless kAlias
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wm = warp / (BN / WN), wn = warp % (BN / WN);
+  const int c0 = static_cast<int>(blockIdx.x % n_tiles) * BN;
+  const int mstep = static_cast<int>(gridDim.x) / n_tiles;
+  int mt = static_cast<int>(blockIdx.x) / n_tiles;
+  const int C = static_cast<int>(a.c), OC = static_cast<int>(a.oc);
+  const int H = static_cast<int>(a.h), W = static_cast<int>(a.w);
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(a.zp_in);
+  const uint4 zp16 = make_uint4(zp4, zp4, zp4, zp4);
+
+#pragma unroll
+  for (int j = 0; j < kBLoads; ++j) {
+    const int idx = tid + j * kThreads, r = idx / CPR, ch = idx % CPR;
+    const int c = c0 + r;
+    const bool in = c < OC;
+    CpAsync16(Bs + r * P + 16 * ch, in ? a.packed + c * a.kp + 16 * ch : a.packed, !in);
+  }
+  // 32-bit element offsets (Res1x1Ok: input and output below 2^31 elements).
+  const int M = static_cast<int>(a.m_total);
+  auto load_a = [&](int buf, int mtile) {
+    uint8_t* Ab = A0 + buf * (BM * P);
+    const int mb = mtile * BM;
+#pragma unroll
+    for (int j = 0; j < kALoads; ++j) {
+      const int idx = tid + j * kThreads, r = idx / CPR, ch = idx % CPR;
+      const int m = mb + r;
+      uint8_t* dst = Ab + r * P + 16 * ch;
+      const bool ok = 16 * ch < C && m < M;
+      if (dense) {
+        CpAsync16(dst, a.x + (ok ? m * C + 16 * ch : 0), !ok);
+      } else if (!ok) {
+        CpAsync16(dst, a.x, true);
+      } else {
+        const int ow = static_cast<int>(a.ow), oh = static_cast<int>(a.oh);
+        const int q = m / ow, ox = m - q * ow, n = q / oh, oy = q - n * oh;
+        const int iy = oy * a.sh - a.pt, ix = ox * a.sw - a.pl;
+        if (static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+            static_cast<unsigned>(ix) < static_cast<unsigned>(W)) {
+          CpAsync16(dst, a.x + (((n * H + iy) * W + ix) * C + 16 * ch), false);
+        } else {
+          *reinterpret_cast<uint4*>(dst) = zp16;
+        }
+      }
+    }
+  };
+
+  const bool staged = a.e.out_type == TFQ8_OUT_U8 && a.oc % 16 == 0 &&
+                      ((reinterpret_cast<uintptr_t>(a.e.y) |
+                        reinterpret_cast<uintptr_t>(a.e.summand)) & 15u) == 0;
+  const bool has_s = a.e.summand != nullptr;
+  const bool pair_ok = a.e.out_type == TFQ8_OUT_U8 && a.oc % 2 == 0 &&
+                       ((reinterpret_cast<uintptr_t>(a.e.y) |
+                         reinterpret_cast<uintptr_t>(a.e.summand)) & 1u) == 0;
+
+  if (mt < m_tiles) load_a(0, mt);
+  CpAsyncCommit();  // group: B + the first A tile
+  for (int it = 0; mt < m_tiles; mt += mstep, ++it) {
+    const int buf = it & 1;
+    __syncthreads();  // the previous tile's epilogue is done with buffer buf ^ 1 / the staging
+    if (mt + mstep < m_tiles) load_a(buf ^ 1, mt + mstep);
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+    __syncthreads();  // A tile mt (and B) visible
+    const uint8_t* Ab = A0 + buf * (BM * P);
+    int32_t acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
+#pragma unroll 2
+    for (int ks = 0; ks < KP; ks += 32) {
+      uint32_t af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        const int r = wm * WM + i * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+        LdMatrixX4(af[i], Ab + r * P + ks + 16 * (lane / 16));
+      }
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        const int cc = wn * WN + j * 8 + 8 * (lane / 16) + (lane % 8);
+        uint32_t r4[4];
+        LdMatrixX4(r4, Bs + cc * P + ks + 16 * ((lane / 8) % 2));
+        bf[j][0] = r4[0];
+        bf[j][1] = r4[1];
+        bf[j + 1][0] = r4[2];
+        bf[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) MmaU8S8(acc[i][j], af[i], bf[j]);
+    }
+    const int m0 = mt * BM;
+    if (staged) {
+      constexpr int kSP = BN + 16;
+      constexpr int kCh = BN / 16;
+      static_assert(!kAlias || BM * kSP <= BM * P, "staging tile fits the A buffer");
+      uint8_t* st = kAlias ? A0 + buf * (BM * P) : St;
+      if (kAlias) __syncthreads();  // every warp is done reading A buffer buf
+      if (has_s) {
+        for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+          const int r = idx / kCh, cq = idx % kCh;
+          const int m = m0 + r, c = c0 + 16 * cq;
+          if (m < M && c < OC) {
+            *reinterpret_cast<uint4*>(st + r * kSP + 16 * cq) =
+                *reinterpret_cast<const uint4*>(a.e.summand + m * OC + c);
+          }
+        }
+        __syncthreads();
+      }
+      auto stage_out = [&](auto has_s_tag) {
+        constexpr bool kS = decltype(has_s_tag)::value;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const int cl = wn * WN + j * 8 + 2 * t;
+          const int c = c0 + cl;  // even; OC % 16 == 0, so c + 1 < OC too
+          if (c >= OC) continue;
+          const int32_t ba0 = a.e.bias_acc[c], ba1 = a.e.bias_acc[c + 1];
+          const float mu0 = a.e.mul[c], mu1 = a.e.mul[c + 1];
+          const float bd0 = a.e.badd[c], bd1 = a.e.badd[c + 1];
+#pragma unroll
+          for (int i = 0; i < MT; ++i) {
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+              const int r = wm * WM + i * 16 + g + 8 * half;
+              uint16_t* p = reinterpret_cast<uint16_t*>(st + r * kSP + cl);
+              *p = static_cast<uint16_t>(U8PairValue<kS>(
+                  a.e, acc[i][j][2 * half], acc[i][j][2 * half + 1], ba0, ba1, mu0, mu1, bd0,
+                  bd1, kS ? *p : 0u));
+            }
+          }
+        }
+      };
+      if (has_s) {
+        stage_out(std::true_type{});
+      } else {
+        stage_out(std::false_type{});
+      }
+      __syncthreads();
+      for (int idx = tid; idx < BM * kCh; idx += kThreads) {
+        const int r = idx / kCh, cq = idx % kCh;
+        const int m = m0 + r, c = c0 + 16 * cq;
+        if (m < M && c < OC) {
+          *reinterpret_cast<uint4*>(static_cast<uint8_t*>(a.e.y) + m * OC + c) =
+              *reinterpret_cast<const uint4*>(st + r * kSP + 16 * cq);
+        }
+      }
+      continue;
+    }
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int m = m0 + wm * WM + i * 16 + g + 8 * half;
+        if (m >= a.m_total) continue;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const int cp = c0 + wn * WN + j * 8 + 2 * t;  // even
+          if (pair_ok && cp + 1 < a.oc) {
+            EpilogueU8Pair(a.e, a.oc, m, cp, acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+            continue;
+          }
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const int c = cp + q;
+            if (c < a.oc) Epilogue(a.e, a.oc, m, c, acc[i][j][2 * half + q]);
+          }
+        }
+      }
+    }
+  }
+  CpAsyncWait<0>();  // blocks without an M tile still committed the B loads
+}
+
+
 // ---- wgmma kernel (sm_90a only: built when TFQ8_CUDA_ARCHS contains 90a) -------------------
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define TFQ8_WGMMA_DEVICE 1
@@ -1448,6 +1659,25 @@ bool GatherOk(const Tfq8ConvShape* s) {
          (dy * s->w + dx + 1) * s->c < (int64_t{1} << 31);
 }
 
+// The resident-K 1x1 kernel: the whole packed K (<= kResMaxKp) of a tile in shared memory.
+constexpr int kResMaxKp = 256;
+bool Res1x1Ok(const Tfq8ConvShape* s) {
+  const int64_t lim = int64_t{1} << 31;  // 32-bit element offsets in the kernel
+  return !s->depthwise && s->kh == 1 && s->kw == 1 && s->c % 16 == 0 && s->c <= kResMaxKp &&
+         s->n * s->h * s->w * s->c < lim && s->n * s->oh * s->ow * s->oc < lim &&
+         s->n * s->oh * s->ow < lim - 256 && s->oc < lim - 256;
+}
+
+// TFQ8_CUDA_NO_RES1X1=1 in the environment keeps AUTO off the resident-K 1x1 kernel (A/B
+// timing); read once.
+bool Res1x1Enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TFQ8_CUDA_NO_RES1X1");
+    return v == nullptr || v[0] == '\0' || v[0] == '0';
+  }();
+  return on;
+}
+
 bool Supported(const Tfq8ConvShape* s, int algo) {
   const bool k_ok = PackedK(s) < (int64_t{1} << 30);  // int K indices in the mma kernels
   switch (algo) {
@@ -1471,6 +1701,9 @@ bool Supported(const Tfq8ConvShape* s, int algo) {
     case TFQ8_CONV_WGMMA_128X128:
     case TFQ8_CONV_WGMMA_128X256:
       return !s->depthwise && s->c % 16 == 0 && k_ok && WgmmaAvailable();
+    case TFQ8_CONV_MMA1X1_128X128:
+    case TFQ8_CONV_MMA1X1_128X64:
+      return Res1x1Ok(s) && DeviceCcMajor() >= 8;
     default: return false;
   }
 }
@@ -1531,6 +1764,54 @@ cudaError_t LaunchWgmma(const ConvArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <int BM, int BN, int WM, int WN, int KP, int MINB>
+cudaError_t LaunchRes(const ConvArgs& a, cudaStream_t stream) {
+  constexpr int kSmem = ResSmemBytes<BM, BN, KP>();
+  static std::atomic<uint64_t> done{0};
+  static std::atomic<int> occ_of[64];
+  auto kernel = Conv1x1ResKernel<BM, BN, WM, WN, KP, MINB>;
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t{1} << dev : 0;
+  int occ = bit != 0 && (done.load(std::memory_order_acquire) & bit) ? occ_of[dev].load() : 0;
+  if (occ == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, kSmem);
+    if (err != cudaSuccess) return err;
+    occ = std::max(occ, 1);
+    if (bit != 0) {
+      occ_of[dev].store(occ);
+      done.fetch_or(bit, std::memory_order_acq_rel);
+    }
+  }
+  const int64_t n_tiles = CeilDiv(a.oc, BN);
+  const int64_t m_tiles = CeilDiv(a.m_total, BM);
+  if (n_tiles > 0x7fffffffLL / 4) return cudaErrorInvalidValue;
+  // Persistent grid: a multiple of n_tiles (each block keeps one N tile), at most one M tile per
+  // block and N tile.
+  const int64_t slots = std::max<int64_t>(1, static_cast<int64_t>(DeviceSmCount()) * occ / n_tiles);
+  const int64_t blocks = std::min(slots, m_tiles) * n_tiles;
+  if (blocks > 0x7fffffffLL || m_tiles > 0x7fffffffLL) return cudaErrorInvalidValue;
+  const int dense = a.sh == 1 && a.sw == 1 && a.pt == 0 && a.pl == 0 && a.oh == a.h &&
+                    a.ow == a.w;
+  kernel<<<static_cast<unsigned>(blocks), kThreads, kSmem, stream>>>(
+      a, static_cast<int>(n_tiles), static_cast<int>(m_tiles), dense);
+  return cudaGetLastError();
+}
+
+template <int BM, int BN, int WM, int WN, int MINB>
+cudaError_t LaunchResK(const ConvArgs& a, cudaStream_t stream) {
+  switch (a.kp) {
+    case 64: return LaunchRes<BM, BN, WM, WN, 64, MINB>(a, stream);
+    case 128: return LaunchRes<BM, BN, WM, WN, 128, MINB>(a, stream);
+    case 192: return LaunchRes<BM, BN, WM, WN, 192, MINB>(a, stream);
+    case 256: return LaunchRes<BM, BN, WM, WN, 256, MINB>(a, stream);
+    default: return cudaErrorNotSupported;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -1576,13 +1857,27 @@ const char* tfq8_cuda_conv_algo_name(int algo) {
     case TFQ8_CONV_WGMMA_128X64: return "qu8_conv_wgmma_128x64c64";
     case TFQ8_CONV_WGMMA_128X128: return "qu8_conv_wgmma_128x128c64";
     case TFQ8_CONV_WGMMA_128X256: return "qu8_conv_wgmma_128x256c64";
+    case TFQ8_CONV_MMA1X1_128X128: return "qu8_conv_mma1x1_128x128";
+    case TFQ8_CONV_MMA1X1_128X64: return "qu8_conv_mma1x1_128x64";
     default: return "auto";
   }
 }
 
 int tfq8_cuda_conv2d_select(const Tfq8ConvShape* s) {
   if (Supported(s, TFQ8_CONV_MMA) && s->c % 16 == 0) {
-    return SelectPipeTile(s->n * s->oh * s->ow, s->oc, PackedK(s), DeviceSmCount());
+    const int64_t m = s->n * s->oh * s->ow;
+    const int sms = DeviceSmCount();
+    // Short-K stride-1 1x1 with at least two tiles per SM: the resident-K kernel (H100,
+    // ResNet-50 b16-b256: ahead of the pipelined mma.sync kernel there; behind it on the strided
+    // shortcuts (row decode), behind the wgmma 128x64 tile for OC <= 64 with K >= 128 and on
+    // single-wave grids).
+    const bool dense = s->stride_h == 1 && s->stride_w == 1 && s->pad_t == 0 && s->pad_l == 0 &&
+                       s->oh == s->h && s->ow == s->w;
+    if (Res1x1Ok(s) && Res1x1Enabled() && dense && (s->oc > 64 || PackedK(s) <= kKPack) &&
+        CeilDiv(m, 128) * CeilDiv(s->oc, s->oc <= 64 ? 64 : 128) >= 2 * sms) {
+      return s->oc <= 64 ? TFQ8_CONV_MMA1X1_128X64 : TFQ8_CONV_MMA1X1_128X128;
+    }
+    return SelectPipeTile(m, s->oc, PackedK(s), sms);
   }
   if (Supported(s, TFQ8_CONV_MMA) && RowOk(s)) return SelectRowTile(s->n * s->oh * s->ow, s->oc);
   if (Supported(s, TFQ8_CONV_MMA)) {
@@ -1725,7 +2020,7 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
     if (grid.y > kMaxGridY) return cudaErrorInvalidValue;
     ConvDp4aKernel<<<grid, kThreads, 0, stream>>>(a);
   } else if (s->c % 16 == 0) {
-    if (algo == TFQ8_CONV_MMA) algo = SelectPipeTile(a.m_total, a.oc, a.kp, DeviceSmCount());
+    if (algo == TFQ8_CONV_MMA) algo = tfq8_cuda_conv2d_select(s);
     switch (algo) {
       case TFQ8_CONV_WGMMA_128X64: return LaunchWgmma<64, 6, 2>(a, stream);
       case TFQ8_CONV_WGMMA_128X128: return LaunchWgmma<128, 6, 2>(a, stream);
@@ -1737,6 +2032,8 @@ cudaError_t tfq8_cuda_conv2d_run(const Tfq8ConvShape* s, const Tfq8Epilogue* e, 
       case TFQ8_CONV_MMA_256X64: return LaunchPipe<256, 64, 64, 32, 4, 2, false>(a, stream);
       case TFQ8_CONV_MMA_128X256: return LaunchPipe<128, 256, 64, 64, 4, 1, false>(a, stream);
       case TFQ8_CONV_MMA_256X128: return LaunchPipe<256, 128, 64, 64, 4, 1, false>(a, stream);
+      case TFQ8_CONV_MMA1X1_128X128: return LaunchResK<128, 128, 64, 32, 2>(a, stream);
+      case TFQ8_CONV_MMA1X1_128X64: return LaunchResK<128, 64, 32, 32, 3>(a, stream);
       default: return cudaErrorNotSupported;
     }
   } else if (RowOk(s)) {

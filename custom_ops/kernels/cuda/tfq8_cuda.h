@@ -131,6 +131,11 @@ enum Tfq8ConvAlgo {
   TFQ8_CONV_WGMMA_128X64 = 11,
   TFQ8_CONV_WGMMA_128X128 = 12,
   TFQ8_CONV_WGMMA_128X256 = 13,
+  /* resident-K 1x1 kernel (mma.sync, sm_80+): kh = kw = 1, c % 16 == 0, roundup(c, 64) <= 256;
+     persistent blocks keep their weight tile in shared memory and load the next full-K A tile
+     while multiplying / writing the current one; cudaErrorNotSupported for other shapes: */
+  TFQ8_CONV_MMA1X1_128X128 = 14,
+  TFQ8_CONV_MMA1X1_128X64 = 15,
 };
 
 /* Computes oh/ow from the other fields (explicit padding); returns 0, or -1 if the window does

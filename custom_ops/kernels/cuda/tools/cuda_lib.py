@@ -13,9 +13,11 @@ ACT = {"NONE": 0, "RELU": 1, "RELU6": 2, "CLIP": 3}
 OUT = {"uint8": 0, "float32": 1, "int32": 2}
 ALGO = {"auto": 0, "ref": 1, "dp4a": 2, "mma": 3, "mma64x64": 4, "mma64x128": 5,
         "mma128x128": 6, "mma128x256": 7, "mma256x128": 8, "mma256x64": 9,
-        "mma128x64": 10, "wgmma128x64": 11, "wgmma128x128": 12, "wgmma128x256": 13}
+        "mma128x64": 10, "wgmma128x64": 11, "wgmma128x128": 12, "wgmma128x256": 13,
+        "mma1x1_128x128": 14, "mma1x1_128x64": 15}
 MMA_TILES = ["mma64x64", "mma64x128", "mma128x64", "mma128x128", "mma256x64", "mma128x256",
-             "mma256x128", "wgmma128x64", "wgmma128x128", "wgmma128x256"]
+             "mma256x128", "wgmma128x64", "wgmma128x128", "wgmma128x256", "mma1x1_128x128",
+             "mma1x1_128x64"]
 
 
 class ConvShape(ctypes.Structure):

@@ -311,6 +311,17 @@ def test_convs(ck, rng, cases):
              dict(n=4, h=28, w=28, c=64, kh=1, kw=1, oc=256, strides=(1, 1), dilations=(1, 1),
                   pads=(0, 0, 0, 0)),
              dict(n=2, h=15, w=15, c=512, kh=1, kw=1, oc=144, strides=(2, 2), dilations=(1, 1),
+                  pads=(0, 0, 0, 0)),
+             # resident-K 1x1 kernel: several M tiles per persistent block (16 N tiles), Kp 64
+             # with a separate staging tile; strided + padded rows (zp_in) with a K tail (c = 96);
+             # Kp 256 / 192 with a partial N tile
+             dict(n=1, h=48, w=48, c=16, kh=1, kw=1, oc=2048, strides=(1, 1), dilations=(1, 1),
+                  pads=(0, 0, 0, 0)),
+             dict(n=2, h=17, w=19, c=96, kh=1, kw=1, oc=64, strides=(2, 1), dilations=(1, 1),
+                  pads=(1, 0, 2, 1)),
+             dict(n=1, h=30, w=30, c=256, kh=1, kw=1, oc=272, strides=(1, 1), dilations=(1, 1),
+                  pads=(0, 0, 0, 0)),
+             dict(n=2, h=21, w=21, c=192, kh=1, kw=1, oc=96, strides=(1, 1), dilations=(1, 1),
                   pads=(0, 0, 0, 0))]
     for case in fixed:
         epi = random_epilogue(rng, case["oc"])
