@@ -34,7 +34,13 @@
 //       wgmma.mma_async m64nBNk32 from 64-byte-swizzled shared memory, two warpgroups, 6-stage
 //       cp.async pipeline with one wgmma group in flight; same loads / epilogue as above.
 //
-// Tile choice: SelectPipeTile (IC % 16 == 0) estimates waves x per-wave work / relative tile
+//     * qu8_conv_mma1x1_128x{128,64} (1x1, IC % 16 == 0, roundup(IC, 64) <= 256):
+//       Conv1x1ResKernel, persistent blocks with a resident weight tile and the whole K of an A
+//       tile in shared memory, the next A tile loaded during the current tile's mma + epilogue.
+//
+// Tile choice: tfq8_cuda_conv2d_select takes the resident-K 1x1 kernel for stride-1 unpadded 1x1
+// shapes with Kp <= 256 (OC > 64 or Kp == 64) and >= 2 tiles per SM; else SelectPipeTile
+// (IC % 16 == 0) estimates waves x per-wave work / relative tile
 // throughput over 128x128, 256x64, 64x128, 128x64, 64x64 (and the wgmma tiles where built and K
 // is long enough: K >= 512 for OC > 64, K >= 128 for OC <= 64); SelectRowTile for the row
 // gather; SelectMmaTile for the byte gather. No split-K yet (see docs/cuda.md).
