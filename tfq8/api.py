@@ -51,8 +51,10 @@ class QuantConfig:
     range_search: after the observers chose the thresholds, search each tensor that INT8
       convs/matmuls read for the threshold (0.5×…2× the observer's, or the observed max) with
       the least squared error at the output of those readers on calibration data
-      (tfq8.calibration.range_search). Symmetric scheme only. Costs about one FP32 pass per
-      candidate over range_search_samples samples.
+      (tfq8.calibration.range_search) on the first range_search_samples calibration samples;
+      the new thresholds are kept only if the INT8 model's outputs are closer to FP32 with
+      them on the next range_search_samples (held out from the search). Symmetric scheme only.
+      Costs about one FP32 pass per candidate over range_search_samples samples.
     range_search_samples: calibration samples the range search uses (the first ones).
     num_samples: calibration samples to use (None: all the data given).
     batch_size: batch size used to run the FP32 model during calibration.
@@ -212,8 +214,13 @@ class QuantizedModel(GraphModel):
         eq = self.calibration_table.metadata.get(EQUALIZATION_KEY)
         eq = f"{len(eq)} channel space(s) equalized" if eq else "no channel equalization"
         rs = self.calibration_table.metadata.get(RANGE_SEARCH_KEY)
-        rs = (f"range search ({rs['changed']} of {rs['searched']} thresholds moved, "
-              f"{rs['samples']} samples)" if rs else "no range search")
+        if rs and rs.get("kept", True):
+            rs = (f"range search ({rs['changed']} of {rs['searched']} thresholds moved, "
+                  f"{rs['samples']} samples)")
+        elif rs:
+            rs = "range search rejected (no better on the calibration samples)"
+        else:
+            rs = "no range search"
         lines.append(f"  calibration: {self.config.method}, {self.config.activation_scheme}, "
                      f"{bc}, {eq}, {rs}, "
                      f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
@@ -276,23 +283,54 @@ RANGE_SEARCH_KEY = "range_search"
 
 
 def _range_search(plan, table, fp32, frozen, calibration_data, config):
-    """Moves the table's thresholds to the ones its readers prefer (see QuantConfig)."""
+    """Moves the table's thresholds to the ones their readers prefer (see QuantConfig), and
+    keeps the move only if the INT8 model's outputs get closer to FP32 on those samples."""
     if (config.activation_scheme != "symmetric"
             or not _reusable(calibration_data, "range search")):
         return
-    batches = normalize_calibration_data(calibration_data, frozen.inputs,
-                                         batch_size=config.batch_size)
     n = config.range_search_samples
     if config.num_samples is not None:
         n = min(n, config.num_samples)
+    total = table.metadata.get("num_samples", 2 * n)
+    rows = list(_limited(normalize_calibration_data(calibration_data, frozen.inputs,
+                                                    batch_size=config.batch_size),
+                         min(2 * n, total)))
+    # the first n samples for the search, the next n (when there are) for the guard
+    batches, held_out, seen = [], [], 0
+    for b in rows:
+        (batches if seen < n else held_out).append(b)
+        seen += batch_size_of(b)
+    held_out = held_out or batches
     feeds = {spec.name: spec.tensor for spec in frozen.inputs}
+    before = {t: table[t] for t in table}
     changes = search_ranges(fp32, table, plan.observe,
-                            lambda b: {feeds[k]: v for k, v in b.items()},
-                            _limited(batches, n))
+                            lambda b: {feeds[k]: v for k, v in b.items()}, batches)
+    # The search judges each tensor alone, at its readers; the guard judges the whole model:
+    # squared error of the INT8 outputs against FP32 on other calibration samples, old vs new.
+    outputs = [o.tensor for o in frozen.outputs]
+    ref = _fp32_runner(fp32, frozen, outputs)
+    errors = []
+    for entries in (before, {t: table[t] for t in table}):
+        for t, e in entries.items():
+            table.add(t, e)
+        run = _fp32_runner(plan.emit(table)[0], frozen, outputs)   # runs the INT8 graph too
+        err = sig = 0.0
+        for batch in held_out:
+            want, got = ref(batch), run(batch)
+            for t in outputs:
+                w = want[t].astype(np.float64)
+                err += float(np.sum((got[t].astype(np.float64) - w) ** 2))
+                sig += float(np.sum(w * w))
+        errors.append(err / max(sig, 1e-30))
+    kept = errors[1] < errors[0]
+    if not kept:
+        for t, e in before.items():
+            table.add(t, e)
     table.metadata[RANGE_SEARCH_KEY] = {
-        "samples": min(n, int(table.metadata.get("num_samples", n))),
-        "searched": len(changes),
-        "changed": sum(1 for a, b in changes.values() if a != b)}
+        "samples": sum(batch_size_of(b) for b in batches),
+        "held_out_samples": sum(batch_size_of(b) for b in held_out), "searched": len(changes),
+        "changed": sum(1 for a, b in changes.values() if a != b) if kept else 0,
+        "kept": kept, "relative_output_error": errors}
 
 
 def _reusable(calibration_data, what):

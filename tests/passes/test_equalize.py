@@ -10,7 +10,7 @@ from tfq8.graph import GraphIndex
 from tfq8.passes import FuseActivations, PassContext, Pipeline
 from tfq8.passes.equalize import Equalize, channel_spaces
 
-from tests.passes.helpers import apply, build, rand
+from tests.passes.helpers import build, rand
 
 
 def ranges_from(run_graph, feeds):
@@ -22,8 +22,8 @@ def ranges_from(run_graph, feeds):
 
 
 def stream_graph(final=tf.identity):
-    """A residual stream with one large channel: conv → (+ conv(relu6(conv))) → relu → maxpool →
-    conv, plus a second reader (1×1 conv) of the stream."""
+    """A residual stream with one large channel: conv → (+ conv(relu6(conv))) → relu →
+    maxpool → conv, plus a second reader (1×1 conv → mean) of the stream."""
     w0 = rand(3, 3, 3, 8)
     w0[..., 3] *= 20.0                                   # channel 3 is 20× larger
 
@@ -124,12 +124,15 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     w[..., 2] *= 30.0                                    # one large channel in the stream
     model.layers[1].set_weights([w, b])
     data = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
-    cfg = dict(verbose=False)
+    cfg = dict(verbose=False, range_search_samples=8, batch_size=4)
     int8 = tfq8.quantize(model, data, tfq8.QuantConfig(**cfg))
     scales = int8.calibration_table.metadata["equalization"]
     # the stream, and conv(relu) → mean → dense
     assert len(scales) == 2 and max(max(v) for v in scales.values()) > 2
     assert "2 channel space(s) equalized" in int8.summary()
+    rs = int8.calibration_table.metadata["range_search"]   # searched on 8, judged on 8 more
+    assert rs["samples"] == 8 and rs["held_out_samples"] == 8 and "range search" in \
+        int8.summary()
     assert sorted(v["channels"] for v in int8.report()["equalized_channel_spaces"].values()) \
         == [6, 8]
     path = tmp_path / "table.json"

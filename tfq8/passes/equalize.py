@@ -42,7 +42,6 @@ import dataclasses
 from typing import Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tfq8.graph import Editor, GraphIndex, get_attr
@@ -105,6 +104,11 @@ def _inside_kind(index: GraphIndex, node, slot: int) -> Optional[str]:
     (output in the space, no constant to fix), "bias" (constant vector on the other input),
     "join" (an add of two space tensors), or None (it ends the space: refuse)."""
     if node.op in SCALE_FREE_OPS and slot == 0:
+        if node.op in ("MaxPool", "AvgPool") and (
+                get_attr(node, "data_format", "NHWC") != "NHWC"
+                or list(get_attr(node, "ksize", [1, 1, 1, 1]))[3:] != [1]
+                or list(get_attr(node, "strides", [1, 1, 1, 1]))[3:] != [1]):
+            return None   # pooling across channels would mix channels of different scales
         return "same"
     if node.op in ("Pad", "PadV2") and slot == 0:
         if node.op == "PadV2":
@@ -118,6 +122,8 @@ def _inside_kind(index: GraphIndex, node, slot: int) -> Optional[str]:
             return "same"
         return None
     if node.op in ADD_OPS:
+        if node.op == "BiasAdd" and get_attr(node, "data_format", "NHWC") != "NHWC":
+            return None
         ins = index.data_inputs(node)
         if len(ins) != 2:
             return None
