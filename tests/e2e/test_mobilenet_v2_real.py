@@ -14,13 +14,17 @@ symmetric): no bias correction top-1 90.0 %, cosine 0.9863 (TFLite INT8: 80.8 %)
 correction 93.8 % (122/130), top-5 99.2 %, cosine 0.9884, min 0.9605; + channel equalization
 (tfq8/passes/equalize.py) and range search (tfq8/calibration/range_search.py; its held-out
 guard keeps it here), the defaults now: top-1 93.8 % (122/130), top-5 100 %, logits cosine
-mean 0.9938, min 0.9846 — the logit error (1 − cosine) is about half of what it was, but the
-top-1 count did not move: the flips are near-ties (six of the eight have FP32 top-1/top-2
-margins 0.12–0.20 against a median of ~1.1), the same crops of the same five photos, and
+mean 0.9938, min 0.9846 — the logit error (1 − cosine) is about half of what it was; + the
+equalize pass's ReLU6 chains (small ReLU6 output channels multiplied up, ReLU6 → min(relu, 6·s)
+fused as CLIP), the defaults now: top-1 93.8 % (122/130), top-5 100 %, cosine mean 0.9961, min
+0.9919 (rule variants: regular-conv readers scaled like depthwise ones 0.9887; not scaled at all
+0.9952, min 0.9840; SmoothQuant weight term 0.9958, 123/130). But the top-1 count did not
+move: the flips are near-ties (six of the eight have FP32 top-1/top-2 margins 0.12–0.20
+against a median of ~1.1), the same crops of the same five photos, and
 variants with equal cosine give anywhere from 117 to 124 of 130 (see the issue note). Top-1
 on 130 correlated crops is too coarse to gate on tightly, so the top-1 gate stays at the old
-level minus two crops and the logit cosine is gated too. Error budget (fake-quant, before the
-two changes): ReLU6 (u8) activations ≈ 55 %, weights ≈ 30 % (depthwise two thirds of it),
+level minus two crops and the logit cosine is gated too. Error budget (fake-quant, before
+equalization and range search): ReLU6 (u8) activations ≈ 55 %, weights ≈ 30 % (depthwise two thirds of it),
 residual streams ≈ 15 %.
 """
 from __future__ import annotations
@@ -33,7 +37,8 @@ from . import torchvision_mobilenet_v2 as tv_mnv2
 
 MIN_TOP1_AGREEMENT = 0.92   # issue target 0.95; measured 0.938 (see docstring)
 MIN_TOP5_AGREEMENT = 0.99
-MIN_COSINE_MEAN = 0.99      # measured 0.9938 (0.9884 before equalization + range search)
+MIN_COSINE_MEAN = 0.995     # measured 0.9961 (0.9938 before the ReLU6 chains, 0.9884 before
+                            # equalization + range search)
 
 # ImageNet class ids used by the FP32 sanity check.
 CAT_CLASSES = {281, 282, 283, 284, 285}          # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfq8.graph import GraphIndex
 from tfq8.passes import FuseActivations, PassContext, Pipeline
-from tfq8.passes.equalize import Equalize, channel_spaces
+from tfq8.passes.equalize import RELU6_PREFIX, Equalize, channel_spaces, relu6_chains
 
 from tests.passes.helpers import build, rand
 
@@ -101,7 +101,9 @@ def test_keras_applications(app, run_graph, rel_err):
     ctx = PassContext(app.ctx.inputs, app.ctx.outputs,
                       {"channel_ranges": ranges_from(run_graph, feeds)})
     r = Pipeline([Equalize()]).run(g, ctx).results["equalize"]   # validates the result
-    assert 0 < len(r.rewrites) <= n_spaces
+    n_chains = len(relu6_chains(g, app.ctx.outputs))   # conv → relu6 → conv(s)
+    assert n_chains == (34 if app.name == "MobileNetV2" else 0)   # stem, 16 expand, 17 dw
+    assert 0 < len(r.rewrites) <= n_spaces + n_chains
     out = app.frozen.outputs[0].tensor
     assert rel_err(run_graph(r.graph_def, feeds, [out])[0], run_graph(g, feeds, [out])[0]) <= 1e-4
     assert GraphIndex(r.graph_def).is_sorted()
@@ -127,14 +129,16 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     cfg = dict(verbose=False, range_search_samples=8, batch_size=4)
     int8 = tfq8.quantize(model, data, tfq8.QuantConfig(**cfg))
     scales = int8.calibration_table.metadata["equalization"]
-    # the stream, and conv(relu) → mean → dense
-    assert len(scales) == 2 and max(max(v) for v in scales.values()) > 2
-    assert "2 channel space(s) equalized" in int8.summary()
+    # the stream, and conv(relu) → mean → dense (conv → relu6 → conv: here every relu6
+    # channel reaches 6, so nothing to scale)
+    linear = {k: v for k, v in scales.items() if not k.startswith(RELU6_PREFIX)}
+    assert len(linear) == 2 and max(max(v) for v in linear.values()) > 2
+    assert f"{len(scales)} channel space(s) equalized" in int8.summary()
     rs = int8.calibration_table.metadata["range_search"]   # searched on 8, judged on 8 more
     assert rs["samples"] == 8 and rs["held_out_samples"] == 8 and "range search" in \
         int8.summary()
-    assert sorted(v["channels"] for v in int8.report()["equalized_channel_spaces"].values()) \
-        == [6, 8]
+    assert sorted(v["channels"] for k, v in int8.report()["equalized_channel_spaces"].items()
+                  if not k.startswith(RELU6_PREFIX)) == [6, 8]
     path = tmp_path / "table.json"
     int8.calibration_table.save(path)
     again = tfq8.quantize(model, None, tfq8.QuantConfig(calibration_table=str(path), **cfg))
@@ -147,3 +151,61 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     ref = model(data).numpy()
     err = [np.abs(m(data).numpy() - ref).max() for m in (int8, off)]
     assert err[0] < err[1], err    # the large channel no longer sets the stream's scale
+
+
+def relu6_graph(fused):
+    """conv (+bias) → relu6 → zero pad → depthwise, and → 1×1 conv; channel 2 of the relu6
+    output is 30× smaller than the rest."""
+    w0 = rand(3, 3, 3, 8)
+    w0[..., 2] /= 30.0
+    b0 = rand(8)
+    b0[2] /= 30.0
+
+    def f(x):
+        h = tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(x, w0, 1, "SAME"), b0))
+        d = tf.nn.depthwise_conv2d(tf.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]]),
+                                   rand(3, 3, 8, 1), [1, 2, 2, 1], "VALID")
+        return tf.identity(d), tf.identity(tf.nn.conv2d(h, rand(1, 1, 8, 4), 1, "SAME"))
+    gd, ins, outs = build(f, (None, 8, 8, 3))
+    if fused:
+        gd = Pipeline([FuseActivations()]).run(gd, PassContext(ins, outs)).graph_def
+    return gd, ins, outs
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_relu6_chain_rescaling_is_exact(run_graph, rel_err, fused):
+    gd, ins, outs = relu6_graph(fused)
+    (chain,) = relu6_chains(gd, outs)
+    assert len(chain.readers) == 2 and chain.channels == 8
+    feeds = {ins[0]: 3.0 * rand(4, 8, 8, 3)}
+    r = Equalize().run(gd, PassContext(ins, outs, {"channel_ranges": ranges_from(run_graph,
+                                                                                  feeds)}))
+    s = np.asarray(r.data["scales"][chain.name])
+    assert np.all(s >= 1.0) and np.argmax(s) == 2 and s[2] > 2
+    assert [n.op for n in r.graph_def.node].count("Relu6") == 0
+    assert [n.op for n in r.graph_def.node].count("Minimum") == 1
+    x = {ins[0]: 3.0 * rand(3, 8, 8, 3)}
+    for a, b in zip(run_graph(r.graph_def, x, outs), run_graph(gd, x, outs)):
+        assert rel_err(a, b) <= 1e-5
+    off = Equalize(relu6=False).run(gd, PassContext(ins, outs, {"channel_ranges":
+                                                                ranges_from(run_graph, feeds)}))
+    assert not off.changed
+
+
+def test_relu6_chain_fuses_as_clip_in_int8(run_graph):
+    """The INT8 graph fuses relu → Minimum as CLIP(0, min bound) into the producer conv."""
+    from tfq8.calibration import Calibrator
+    from tfq8.passes.quantize import QuantizePlan
+    gd, ins, outs = relu6_graph(True)
+    feeds = {ins[0]: 3.0 * rand(4, 8, 8, 3)}
+    r = Equalize().run(gd, PassContext(ins, outs, {"channel_ranges": ranges_from(run_graph,
+                                                                                  feeds)}))
+    plan = QuantizePlan(r.graph_def, outs)
+    table = Calibrator(lambda b: dict(zip(plan.observe, run_graph(r.graph_def, b,
+                                                                   plan.observe))),
+                       "minmax").calibrate([feeds])
+    int8, _ = plan.emit(table)
+    ops = [n.op for n in int8.node]
+    assert "Minimum" not in ops and "Relu6" not in ops
+    (conv,) = [n for n in int8.node if n.op == "Tfq8Conv2D" and n.attr["activation"].s == b"CLIP"]
+    assert conv.attr["clip_min"].f == 0.0 and abs(conv.attr["clip_max"].f - 6.0) < 1e-6

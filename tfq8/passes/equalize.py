@@ -35,6 +35,12 @@ clipped to [1, max_scale]: the typical channel keeps its values, only the channe
 out shrink (α = 0.5, max_scale = 16). Needs per-channel ranges: ``ctx.options["channel_ranges"]``
 is a callable ``(graph_def, [tensor]) → {tensor: per-channel max |x|}`` (tfq8.quantize passes one
 that runs the calibration data); without it the pass changes nothing and says so.
+
+Through ReLU6 (see "through ReLU6" below; option ``equalize_relu6``, on by default): a linear
+producer (+bias) → Relu6 [→ zero Pad] → linear readers chain is rescaled the other way — the
+ReLU6 output's small channels are multiplied by s_c ≥ 1 and the Relu6 becomes
+Minimum(Relu(·), 6·s), which the quantize pass fuses as CLIP(0, min 6·s). Scales of such chains
+are keyed ``"relu6:<tensor>"``.
 """
 from __future__ import annotations
 
@@ -327,16 +333,18 @@ class Equalize(Pass):
     channel_ranges: ``(graph_def, [tensor]) → {tensor: per-channel max |x|}`` (calibration data);
     channel_scales: ``{space name: [s_c]}`` to re-apply saved scales instead (e.g. from a
       calibration table); takes precedence over channel_ranges;
-    equalize_alpha, equalize_max_scale: the scale rule's α and clip.
+    equalize_alpha, equalize_max_scale: the scale rule's α and clip;
+    equalize_relu6: False leaves ReLU6 chains alone (default: the constructor's ``relu6``).
 
     ``PassResult.data["scales"]``: {space name: list of s_c} that were applied.
     """
 
     name = "equalize"
 
-    def __init__(self, alpha: float = 0.5, max_scale: float = 16.0):
+    def __init__(self, alpha: float = 0.5, max_scale: float = 16.0, relu6: bool = True):
         self.alpha = alpha
         self.max_scale = max_scale
+        self.relu6 = relu6
 
     def run(self, graph_def, ctx: PassContext) -> PassResult:
         notes = self.notes()
@@ -353,34 +361,210 @@ class Equalize(Pass):
             if sp.reason is not None and (sp.consumers or len(sp.producers) > 1):
                 notes.refuse(sp.name, sp.reason)
         index = GraphIndex(graph_def, ctx.outputs)
+        relu6 = ctx.options.get("equalize_relu6", self.relu6)
+        chains = relu6_chains(graph_def, ctx.outputs) if relu6 else []
         if given is not None:
-            unknown = sorted(set(given) - {sp.name for sp in ok})
+            known = {sp.name for sp in ok} | {c.name for c in chains}
+            unknown = sorted(set(given) - known)
             if unknown:
                 raise ValueError(f"equalization scales for channel spaces this graph does not "
                                  f"have (e.g. {unknown[:2]}); recalibrate")
             scales = {k: np.asarray(v, np.float64) for k, v in given.items()}
             ok = [sp for sp in ok if sp.name in scales]
+            chains = [c for c in chains if c.name in scales]
         else:
-            values = ranges_fn(graph_def, sorted({t for sp in ok for t in sp.tensors}))
+            wanted = {t for sp in ok for t in sp.tensors} | {c.relu6 + ":0" for c in chains}
+            values = ranges_fn(graph_def, sorted(wanted))
             scales = {}
             for sp in ok:
                 a = np.max([np.asarray(values[t], np.float64).reshape(-1) for t in sp.tensors],
                            axis=0)
                 scales[sp.name] = equalization_scales(index, sp, a, self.alpha, self.max_scale)
+            for c in chains:
+                scales[c.name] = relu6_scales(index, c, values[c.relu6 + ":0"], self.max_scale)
         for sp in ok:
             s = scales[sp.name]
             if s.shape != (sp.channels,) or not np.all(s > 0) or not np.all(np.isfinite(s)):
                 raise ValueError(f"equalization scales of {sp.name} do not fit its "
                                  f"{sp.channels} channels (or are not positive); recalibrate")
+        for c in chains:
+            s = scales[c.name]
+            if s.shape != (c.channels,) or not np.all(s >= 1) or not np.all(np.isfinite(s)):
+                raise ValueError(f"equalization scales of {c.name} do not fit its "
+                                 f"{c.channels} channels (or are not ≥ 1); recalibrate")
         ok = [sp for sp in ok if np.any(scales[sp.name] != 1.0)]
+        chains = [c for c in chains if np.any(scales[c.name] != 1.0)]
         for sp in ok:
             s = scales[sp.name]
             notes.rewrite(sp.name, f"{len(sp.producers)} producer(s), {len(sp.consumers)} "
                                    f"consumer(s), {len(sp.tensors)} tensor(s): {s.size} channels, "
                                    f"{int(np.sum(s > 1))} divided (max {s.max():.2f})")
-        if not ok:
+        for c in chains:
+            s = scales[c.name]
+            notes.rewrite(c.name, f"ReLU6 output: {s.size} channels, {int(np.sum(s > 1))} "
+                                  f"multiplied (max {s.max():.2f}), {len(c.readers)} reader(s)")
+        if not ok and not chains:
             return PassResult(graph_def, False, list(notes), {"scales": {}})
-        out = rescale(graph_def, ok, scales, ctx.outputs)
+        out = rescale(graph_def, ok, scales, ctx.outputs) if ok else graph_def
+        if chains:
+            out = rescale_relu6(out, chains, scales, ctx.outputs)
+        done = [sp.name for sp in ok] + [c.name for c in chains]
         return PassResult(out, True, list(notes),
-                          {"scales": {sp.name: [float(v) for v in scales[sp.name]] for sp in ok}})
+                          {"scales": {k: [float(v) for v in scales[k]] for k in done}})
+
+
+# ------------------------------------------------------------------ through ReLU6
+# producer (+bias) → Relu6 [→ zero Pad] → linear readers: scale the producer's output channel c
+# by s_c ≥ 1 and write the activation as min(relu(·), 6·s) (exact: min(max(s·z, 0), 6·s) =
+# s·relu6(z) for s > 0); the readers' input channel c is divided by s_c. The small channels of a
+# ReLU6 output then use more of the tensor's u8 range. s_c ≤ max_c' m_c' / m_c, so the tensor's
+# range does not grow, and the per-channel bound 6·s_c ≥ 6 ≥ its quantization max: the
+# quantize pass fuses relu → min(·, const) as CLIP(0, min const), which the u8 saturation makes
+# exact (it checks this when it emits the layer).
+RELU6_PREFIX = "relu6:"
+
+
+@dataclasses.dataclass
+class Relu6Chain:
+    producer: str
+    bias: Optional[str]       # unfused bias-add node between producer and Relu6
+    relu6: str                # the Relu6 node, or the fused producer
+    readers: List[str]
+    channels: int
+
+    @property
+    def name(self) -> str:
+        return RELU6_PREFIX + self.relu6 + ":0"
+
+
+def relu6_chains(graph_def: graph_pb2.GraphDef, outputs=()) -> List[Relu6Chain]:
+    index = GraphIndex(graph_def, outputs)
+    chains = []
+
+    def private(name):   # output :0 only, one reader, no control edges, not a graph output
+        return (not index.control_consumers(name) and not index.is_output(f"{name}:0")
+                and len(index.node_consumers(name)) == len(index.consumers(f"{name}:0")))
+
+    for n in graph_def.node:
+        bias = None
+        if n.op == "_FusedConv2D" and get_attr(n, "fused_ops", []) == ["BiasAdd", "Relu6"]:
+            p = n
+            ins = index.data_inputs(p)
+            if (get_attr(p, "data_format", "NHWC") != "NHWC"
+                    or any(index.const_value(t) is None for t in ins[1:3])):
+                continue
+        elif n.op == "Relu6":
+            p = index.producer(index.data_inputs(n)[0])
+            if p is not None and p.op in ADD_OPS and _inside_kind(index, p, 0) == "bias":
+                if len(index.consumers(f"{p.name}:0")) != 1 or not private(p.name):
+                    continue
+                bias = p
+                p = index.producer(index.data_inputs(p)[0])
+            if (p is None or p.op not in LINEAR_OPS or p.op.startswith("_Fused")
+                    or not _is_producer(index, p)
+                    or len(index.consumers(f"{p.name}:0")) != 1 or not private(p.name)):
+                continue
+        else:
+            continue
+        if not private(n.name):
+            continue
+        readers, ok = [], True
+        for e in index.consumers(f"{n.name}:0"):
+            c = index.node(e.node)
+            if _is_consumer(index, c, e.index):
+                readers.append(c.name)
+            elif _inside_kind(index, c, e.index) == "same" and c.op in ("Pad", "PadV2") \
+                    and private(c.name):
+                for e2 in index.consumers(f"{c.name}:0"):
+                    c2 = index.node(e2.node)
+                    if _is_consumer(index, c2, e2.index):
+                        readers.append(c2.name)
+                    else:
+                        ok = False
+            else:
+                ok = False
+        if not ok or not readers:
+            continue
+        ch = _out_channels(index, p.name)
+        if bias is not None and index.const_value(index.data_inputs(bias)[1]).shape != (ch,):
+            continue
+        if any(_in_channels(index, r) != ch for r in readers):
+            continue
+        chains.append(Relu6Chain(p.name, None if bias is None else bias.name, n.name,
+                                 sorted(set(readers), key=index.position.get), ch))
+    return chains
+
+
+def relu6_scales(index: GraphIndex, chain: Relu6Chain, act_range, max_scale: float = 16.0,
+                 alpha: float = 0.5) -> np.ndarray:
+    """s_c = (M / m_c)^β clipped to [1, max_scale], M = max_c m_c; β = 1 when every reader is
+    a depthwise conv (per-channel weight scales: dividing its input channel costs nothing),
+    else ``alpha`` (a regular conv's input channel c loses weight resolution by s_c)."""
+    m = np.asarray(act_range, np.float64).reshape(-1)
+    top = m.max() if m.size else 0.0
+    if not top > 0:
+        return np.ones_like(m)
+    beta = 1.0 if all(index.node(r).op == "DepthwiseConv2dNative" for r in chain.readers) \
+        else alpha
+    if not beta > 0:
+        return np.ones_like(m)
+    r = top / np.maximum(m, top / max_scale ** (1.0 / beta))
+    return np.clip(r ** beta, 1.0, max_scale)
+
+
+def rescale_relu6(graph_def, chains, scales, outputs=()) -> graph_pb2.GraphDef:
+    index = GraphIndex(graph_def, outputs)
+    ed = Editor(graph_def, outputs)
+    filters: Dict[str, np.ndarray] = {}
+    for ch in chains:
+        s = np.asarray(scales[ch.name], np.float64)
+        p = index.node(ch.producer)
+        w = filters.get(ch.producer, _weights(index, ch.producer))
+        if p.op == "DepthwiseConv2dNative":
+            kh, kw, c, mm = w.shape
+            w = (w.reshape(kh, kw, c * mm) * s).reshape(kh, kw, c, mm)
+        elif p.op == "MatMul" and get_attr(p, "transpose_b", False):
+            w = w * s[:, None]
+        else:
+            w = w * s
+        filters[ch.producer] = w
+        clip = (6.0 * s).astype(np.float32)
+        if ch.bias is not None:
+            b = index.const_value(index.data_inputs(index.node(ch.bias))[1]).astype(np.float64)
+            ed.set_input(ch.bias, 1, ed.add_const(ch.bias + "/relu6_equalized_bias",
+                                                  (b * s).astype(np.float32), before=ch.bias))
+            old = ed.node(ch.relu6)
+            relu = ed.add_node("Relu", ch.relu6 + "/scaled_relu", [old.input[0]],
+                               before=ch.relu6)
+            relu.attr["T"].CopyFrom(old.attr["T"])
+            cst = ed.add_const(ch.relu6 + "/relu6_bound", clip, before=ch.relu6)
+            node = type(old)()
+            node.name, node.op = old.name, "Minimum"
+            node.input.extend([relu.name, cst])
+            node.attr["T"].CopyFrom(old.attr["T"])
+            node.device = old.device
+            ed.replace(node)
+        else:
+            b = index.const_value(index.data_inputs(p)[2]).astype(np.float64)
+            ed.set_input(p.name, 2, ed.add_const(p.name + "/relu6_equalized_bias",
+                                                 (b * s).astype(np.float32), before=p.name))
+            node = ed.node(p.name)
+            del node.attr["fused_ops"].list.s[:]
+            node.attr["fused_ops"].list.s.extend([b"BiasAdd", b"Relu"])
+            cst = ed.add_const(p.name + "/relu6_bound", clip)
+            mn = ed.add_node("Minimum", p.name + "/relu6_clip", [p.name, cst], after=p.name)
+            mn.attr["T"].CopyFrom(node.attr["T"])
+            ed.rewire(p.name + ":0", mn.name + ":0", exclude={mn.name})
+        for r in ch.readers:
+            n = index.node(r)
+            w = filters.get(r, _weights(index, r))
+            if n.op == "MatMul" or n.op == "_FusedMatMul":
+                w = w / (s[None, :] if get_attr(n, "transpose_b", False) else s[:, None])
+            else:
+                w = w / s.reshape(1, 1, -1, 1)
+            filters[r] = w
+    for name, w in filters.items():
+        ed.set_input(name, 1, ed.add_const(name + "/relu6_equalized_filter",
+                                           w.astype(np.float32), before=name))
+    return ed.finish() if ed.changed else graph_def
 

@@ -9,6 +9,9 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
     conv (no activation, sole consumer is the add) → AddV2(·, skip) [→ Relu|Relu6]
                                                        ⇒ Tfq8Conv2D(summand=skip)   (residual add)
     AddV2(a, b) [→ Relu|Relu6]                                             ⇒ Tfq8Add
+    conv ... → Relu → Minimum(·, const c > 0)                              ⇒ activation CLIP(0, min c)
+        (the equalize pass's rescaled ReLU6; a per-channel c is exact only when min c is at least
+        the output's quantization max, checked at emit — QuantizeError otherwise)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
     Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
                                                                              pads with the zero point)
@@ -415,11 +418,35 @@ class QuantizePlan:
                         activation = ACT_OPS[nxt.op]
                         grp.nodes.append(nxt.name)
                         out = nxt.name
+        if activation == "RELU":
+            bound = self._relu_bound(out, oc)
+            if bound is not None:
+                grp.nodes.append(bound[0])
+                out = bound[0]
+                activation = "CLIP"
+                grp.attrs["clip"] = (0.0, bound[1], bound[2])
         grp.out_node = out
         grp.activation = activation
         grp.attrs["bias"] = (np.zeros(oc, np.float32) if bias is None
                              else bias.astype(np.float32).reshape(-1))
         return grp
+
+    def _relu_bound(self, t, oc):
+        """relu → Minimum(·, c) with a constant c (scalar or per channel, > 0), as written by
+        the equalize pass for a rescaled ReLU6: (Minimum node, min c, all c equal?). Fused as
+        CLIP(0, min c); for per-channel c that is exact only when min c is at least the
+        output's quantization max, which emit checks."""
+        m = self.g.sole_consumer(t + ":0", self.outputs, self.member)
+        if m is None or m.op != "Minimum" or self._kept(m):
+            return None
+        ins = self.g.data_inputs(m)
+        if len(ins) != 2 or sum(tensor_name(i) == t + ":0" for i in ins) != 1:
+            return None
+        c = self.g.const_value(ins[1] if tensor_name(ins[0]) == t + ":0" else ins[0])
+        if (c is None or c.ndim > 1 or c.size not in (1, oc) or not np.all(np.isfinite(c))
+                or not np.all(c > 0)):
+            return None
+        return m.name, float(np.min(c)), bool(np.all(c == c.reshape(-1)[0]))
 
     def _match_simple(self, n, kind):
         if self._kept(n):
@@ -643,6 +670,22 @@ class QuantizePlan:
             else:
                 a["num_summand"].i = 0
             a["activation"].s = grp.activation.encode()
+            if grp.activation == "CLIP":
+                lo, hi, uniform = grp.attrs["clip"]
+                a["clip_min"].f = lo
+                a["clip_max"].f = hi
+                # a per-channel bound min(·, c_k) clipped at min c: exact only if the u8
+                # saturation already clips every channel at or below min c
+                if not uniform and (fuse_f32 or hi / qp[t].scale
+                                    < 255 - qp[t].zero_point - 0.49):
+                    raise QuantizeError(
+                        f"{grp.out_node}: per-channel bound (min {hi}) is below the output's "
+                        f"quantization max {qp[t].scale * (255 - qp[t].zero_point)}: fusing it "
+                        f"would not be exact (the equalize pass's ReLU6 rescaling; quantize "
+                        f"with passes={{'equalize': False}})"
+                        if not fuse_f32 else
+                        f"{grp.out_node}: a per-channel relu bound cannot be fused into an "
+                        f"FP32 output")
             if fuse_f32:
                 a["out_type"].type = tf.float32.as_datatype_enum
                 a["output_scale"].f = 1.0
