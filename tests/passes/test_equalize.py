@@ -153,16 +153,18 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     assert err[0] < err[1], err    # the large channel no longer sets the stream's scale
 
 
-def relu6_graph(fused):
+def relu6_graph(fused, bias=True):
     """conv (+bias) → relu6 → zero pad → depthwise, and → 1×1 conv; channel 2 of the relu6
-    output is 30× smaller than the rest."""
+    output is 30× smaller than the rest. bias=False: conv → relu6 with no bias add (stays
+    unfused)."""
     w0 = rand(3, 3, 3, 8)
     w0[..., 2] /= 30.0
     b0 = rand(8)
     b0[2] /= 30.0
 
     def f(x):
-        h = tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(x, w0, 1, "SAME"), b0))
+        h = tf.nn.conv2d(x, w0, 1, "SAME")
+        h = tf.nn.relu6(tf.nn.bias_add(h, b0) if bias else h)
         d = tf.nn.depthwise_conv2d(tf.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]]),
                                    rand(3, 3, 8, 1), [1, 2, 2, 1], "VALID")
         return tf.identity(d), tf.identity(tf.nn.conv2d(h, rand(1, 1, 8, 4), 1, "SAME"))
@@ -172,9 +174,9 @@ def relu6_graph(fused):
     return gd, ins, outs
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_relu6_chain_rescaling_is_exact(run_graph, rel_err, fused):
-    gd, ins, outs = relu6_graph(fused)
+@pytest.mark.parametrize("fused,bias", [(False, True), (True, True), (False, False)])
+def test_relu6_chain_rescaling_is_exact(run_graph, rel_err, fused, bias):
+    gd, ins, outs = relu6_graph(fused, bias)
     (chain,) = relu6_chains(gd, outs)
     assert len(chain.readers) == 2 and chain.channels == 8
     feeds = {ins[0]: 3.0 * rand(4, 8, 8, 3)}
@@ -209,3 +211,26 @@ def test_relu6_chain_fuses_as_clip_in_int8(run_graph):
     assert "Minimum" not in ops and "Relu6" not in ops
     (conv,) = [n for n in int8.node if n.op == "Tfq8Conv2D" and n.attr["activation"].s == b"CLIP"]
     assert conv.attr["clip_min"].f == 0.0 and abs(conv.attr["clip_max"].f - 6.0) < 1e-6
+
+
+def test_relu6_chain_with_fp32_readers_keeps_the_bound_as_minimum(run_graph, rel_err):
+    """Readers kept in FP32: the producer writes f32 with only the ReLU fused and the
+    per-channel bound stays a stock Minimum after it, so the INT8 graph still tracks FP32
+    (tolerance 0.05 of the output magnitude: one INT8 layer's quantization error)."""
+    from tfq8.calibration import Calibrator
+    from tfq8.passes.quantize import QuantizePlan
+    gd, ins, outs = relu6_graph(True)
+    feeds = {ins[0]: 3.0 * rand(4, 8, 8, 3)}
+    r = Equalize().run(gd, PassContext(ins, outs, {"channel_ranges": ranges_from(run_graph,
+                                                                                  feeds)}))
+    plan = QuantizePlan(r.graph_def, outs, keep_fp32=["DepthwiseConv2dNative", "Conv2D"])
+    table = Calibrator(lambda b: dict(zip(plan.observe, run_graph(r.graph_def, b,
+                                                                   plan.observe))),
+                       "minmax").calibrate([feeds])
+    int8, _ = plan.emit(table)
+    (conv,) = [n for n in int8.node if n.op == "Tfq8Conv2D"]
+    assert conv.attr["activation"].s == b"RELU" and conv.attr["out_type"].type == tf.float32
+    (mn,) = [n for n in int8.node if n.op == "Minimum"]
+    assert conv.name in list(mn.input)
+    for a, b in zip(run_graph(int8, feeds, outs), run_graph(gd, feeds, outs)):
+        assert rel_err(a, b) <= 0.05

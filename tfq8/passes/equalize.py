@@ -529,10 +529,12 @@ def rescale_relu6(graph_def, chains, scales, outputs=()) -> graph_pb2.GraphDef:
             w = w * s
         filters[ch.producer] = w
         clip = (6.0 * s).astype(np.float32)
-        if ch.bias is not None:
-            b = index.const_value(index.data_inputs(index.node(ch.bias))[1]).astype(np.float64)
-            ed.set_input(ch.bias, 1, ed.add_const(ch.bias + "/relu6_equalized_bias",
-                                                  (b * s).astype(np.float32), before=ch.bias))
+        if ch.relu6 != ch.producer:   # unfused: producer [→ bias add] → Relu6
+            if ch.bias is not None:
+                b = index.const_value(index.data_inputs(index.node(ch.bias))[1])
+                ed.set_input(ch.bias, 1, ed.add_const(
+                    ch.bias + "/relu6_equalized_bias",
+                    (b.astype(np.float64) * s).astype(np.float32), before=ch.bias))
             old = ed.node(ch.relu6)
             relu = ed.add_node("Relu", ch.relu6 + "/scaled_relu", [old.input[0]],
                                before=ch.relu6)

@@ -650,6 +650,16 @@ class QuantizePlan:
                 scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
                 wq = quantize_weights(w, scales, axis=-1)
             rep.weight_scale_range = (float(np.min(scales)), float(np.max(scales)))
+            split_bound = (grp.activation == "CLIP" and not grp.attrs["clip"][2] and fuse_f32)
+            if split_bound:
+                # f32 output (e.g. its readers are kept in FP32): fuse only the ReLU and keep
+                # the per-channel bound as the stock Minimum after the op, which is exact.
+                mn = out.node.add()
+                mn.CopyFrom(self.g.nodes[grp.out_node])
+                nd.name = grp.out_node + "/relu"
+                for i, inp in enumerate(mn.input):
+                    if not inp.startswith("^") and self.g.const_value(inp) is None:
+                        mn.input[i] = nd.name
             base = nd.name
             nd.input.append(ins_q[0])
             nd.input.append(self._const(out, base + "/filter", wq, tf.int8))
@@ -669,23 +679,19 @@ class QuantizePlan:
                 a["summand_zero_point"].i = qs.zero_point
             else:
                 a["num_summand"].i = 0
-            a["activation"].s = grp.activation.encode()
-            if grp.activation == "CLIP":
+            a["activation"].s = b"RELU" if split_bound else grp.activation.encode()
+            if grp.activation == "CLIP" and not split_bound:
                 lo, hi, uniform = grp.attrs["clip"]
                 a["clip_min"].f = lo
                 a["clip_max"].f = hi
                 # a per-channel bound min(·, c_k) clipped at min c: exact only if the u8
                 # saturation already clips every channel at or below min c
-                if not uniform and (fuse_f32 or hi / qp[t].scale
-                                    < 255 - qp[t].zero_point - 0.49):
+                if not uniform and hi / qp[t].scale < 255 - qp[t].zero_point - 0.49:
                     raise QuantizeError(
                         f"{grp.out_node}: per-channel bound (min {hi}) is below the output's "
                         f"quantization max {qp[t].scale * (255 - qp[t].zero_point)}: fusing it "
                         f"would not be exact (the equalize pass's ReLU6 rescaling; quantize "
-                        f"with passes={{'equalize': False}})"
-                        if not fuse_f32 else
-                        f"{grp.out_node}: a per-channel relu bound cannot be fused into an "
-                        f"FP32 output")
+                        f"with passes={{'equalize': False}})")
             if fuse_f32:
                 a["out_type"].type = tf.float32.as_datatype_enum
                 a["output_scale"].f = 1.0
