@@ -174,7 +174,7 @@ class QuantizedModel(GraphModel):
             rows.append(row)
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul", "Tfq8Add",
-                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat"}
+                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup"}
         on_uint8 = {}
         for n in self.graph_def.node:
             if n.op in int8_ops or n.op in ("Const", "Placeholder", "Identity", "NoOp",
@@ -376,7 +376,7 @@ def _correction_sites(plan, layers):
         a = grp.attrs
         sites.append(CorrectionSite(
             name=key, kind=grp.kind, input=grp.inputs[0], input_qparams=rep.input_qparams[0],
-            weights=a["weights"], per_channel=plan.per_channel,
+            weights=a["weights"], per_channel=plan.per_channel or a.get("affine", False),
             strides=tuple(a.get("strides", (1, 1))), dilations=tuple(a.get("dilations", (1, 1))),
             pads=tuple(a.get("pads", (0, 0, 0, 0))), summand=grp.summand,
             summand_qparams=rep.summand_qparams))
@@ -467,6 +467,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
         run = _fp32_runner(fp32, frozen, plan.observe)
         table = Calibrator(run, config.method, num_samples=config.num_samples,
                            percentile=config.percentile, scheme=config.activation_scheme,
+                           asymmetric=plan.lookup_tensors,
                            verbose=config.verbose,
                            metadata={"signature": frozen.signature_name}).calibrate(batches)
         eq = result.results.get("equalize")

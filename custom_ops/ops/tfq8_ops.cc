@@ -161,6 +161,28 @@ REGISTER_OP("Tfq8Requantize")
     .SetShapeFn(::tensorflow::shape_inference::UnchangedShape)
     .Doc("Re-expresses a uint8 tensor with a new scale and zero point (round-half-to-even).");
 
+REGISTER_OP("Tfq8Lookup")
+    .Input("input: uint8")
+    .Input("table: uint8")
+    .Output("output: uint8")
+    .Attr("function: string = ''")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      ::tensorflow::shape_inference::ShapeHandle table;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &table));
+      ::tensorflow::shape_inference::DimensionHandle n;
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(table, 0), 256, &n));
+      c->set_output(0, c->input(0));
+      return ::tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Elementwise table lookup: output[i] = table[input[i]].
+
+The quantize pass writes a 256-entry table for a unary function between two INT8 tensors
+(sigmoid, swish, hard-swish, GELU, ...): entry q is the function of the input's dequantized level
+q, quantized with the output's scale and zero point. function: what the table computes, for
+reports only.
+)doc");
+
 // ---------------------------------------------------------------------------------------------
 // Attributes shared by Conv2D, DepthwiseConv2D and MatMul: the fused epilogue.
 #define TFQ8_EPILOGUE_ATTRS                                         \

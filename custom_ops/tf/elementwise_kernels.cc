@@ -1,5 +1,5 @@
-// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize: read attrs/tensors, call the
-// elementwise micro-kernels in parallel chunks.
+// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup: read attrs/tensors,
+// call the elementwise micro-kernels in parallel chunks.
 #include <cmath>
 
 #include "custom_ops/kernels/cpu/elementwise.h"
@@ -121,6 +121,28 @@ class RequantizeOp : public OpKernel {
   RequantizeParams params_;
 };
 
+class LookupOp : public OpKernel {
+ public:
+  explicit LookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& in = ctx->input(0);
+    const Tensor& table = ctx->input(1);
+    OP_REQUIRES(ctx, table.dims() == 1 && table.NumElements() == 256,
+                ::tensorflow::errors::InvalidArgument(
+                    "Tfq8Lookup ", name(), ": table must be a uint8 vector of 256 entries, got "
+                    "shape ", table.shape().DebugString()));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    const uint8_t* x = in.flat<uint8_t>().data();
+    const uint8_t* t = table.flat<uint8_t>().data();
+    uint8_t* y = out->flat<uint8_t>().data();
+    ForChunks(ctx, in.NumElements(),
+              [&](int64_t b, int64_t n) { qu8_vlut_ukernel__ref(n, x + b, y + b, t); });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(::tensorflow::DEVICE_CPU), LookupOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(::tensorflow::DEVICE_CPU), QuantizeOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Dequantize").Device(::tensorflow::DEVICE_CPU), DequantizeOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Requantize").Device(::tensorflow::DEVICE_CPU), RequantizeOp);

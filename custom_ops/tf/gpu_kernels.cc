@@ -138,6 +138,24 @@ class RequantizeGpuOp : public OpKernel {
   int zi_, zo_;
 };
 
+class LookupGpuOp : public OpKernel {
+ public:
+  explicit LookupGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& in = ctx->input(0);
+    const Tensor& table = ctx->input(1);
+    OP_REQUIRES(ctx, table.dims() == 1 && table.NumElements() == 256,
+                errors::InvalidArgument("Tfq8Lookup ", name(), ": table must be a uint8 vector "
+                                        "of 256 entries, got shape ", table.shape().DebugString()));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_lookup(in.NumElements(), in.flat<uint8_t>().data(),
+                                                    table.flat<uint8_t>().data(),
+                                                    out->flat<uint8_t>().data(), GpuStream(ctx)),
+                                   "Tfq8Lookup"));
+  }
+};
+
 // ---- Conv2D / DepthwiseConv2D / MatMul -----------------------------------------------------
 
 enum class ConvKind { kConv, kDepthwise, kMatMul };
@@ -460,6 +478,7 @@ class AddGpuOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(DEVICE_GPU), QuantizeGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Dequantize").Device(DEVICE_GPU), DequantizeGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Requantize").Device(DEVICE_GPU), RequantizeGpuOp);
+REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(DEVICE_GPU), LookupGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Conv2D").Device(DEVICE_GPU), ConvGpuOp<ConvKind::kConv>);
 REGISTER_KERNEL_BUILDER(Name("Tfq8DepthwiseConv2D").Device(DEVICE_GPU),
                         ConvGpuOp<ConvKind::kDepthwise>);

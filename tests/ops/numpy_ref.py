@@ -42,6 +42,13 @@ def requantize(q, in_scale, in_zp, out_scale, out_zp):
     return _rne_clamp(t, -out_zp, 255 - out_zp, out_zp)
 
 
+def lookup(q, table):
+    """Tfq8Lookup: table[q] (u8 → u8, 256-entry table)."""
+    table = np.asarray(table, np.uint8)
+    assert table.shape == (256,), table.shape
+    return table[np.asarray(q, np.uint8)]
+
+
 def _pad(x, pads, value):
     top, bottom, left, right = pads
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)

@@ -1,4 +1,4 @@
-"""Tfq8Quantize / Tfq8Dequantize / Tfq8Requantize: every CPU path bit-exact vs numpy_ref over
+"""Tfq8Quantize / Tfq8Dequantize / Tfq8Requantize / Tfq8Lookup: every CPU path bit-exact vs numpy_ref over
 lengths that hit SIMD bodies, tails and several parallel chunks; NaN / ±Inf / saturation; rounding
 ties (half to even); bad attributes. Exact equality everywhere: the contract is bit-exact."""
 import numpy as np
@@ -78,6 +78,31 @@ def test_requantize_ties_and_identity():
     assert_all_equal(run_all_isas(lambda: tfq8.ops.tfq8_requantize(
         q, input_scale=0.3, input_zero_point=7, output_scale=0.3, output_zero_point=7)),
         q, "identity")
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_lookup_bit_exact(n):
+    rng = np.random.default_rng(n + 7)
+    q = rng.integers(0, 256, n, dtype=np.uint8)
+    for table in (rng.integers(0, 256, 256, dtype=np.uint8), np.arange(256, dtype=np.uint8)[::-1]):
+        got = run_all_isas(lambda: tfq8.ops.tfq8_lookup(q, table))
+        assert_all_equal(got, ref.lookup(q, table), f"n={n}")
+
+
+def test_lookup_keeps_the_shape_and_refuses_a_bad_table():
+    q = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 5), dtype=np.uint8)
+    table = (255 - np.arange(256)).astype(np.uint8)
+    got = tfq8.ops.tfq8_lookup(q, table).numpy()
+    assert got.shape == q.shape
+    np.testing.assert_array_equal(got, 255 - q)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="256"):
+        tfq8.ops.tfq8_lookup(q, np.zeros(255, np.uint8))
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8)] * 2)
+    def f(x, t):  # unknown table shape at graph build: the kernel must check it
+        return tfq8.ops.tfq8_lookup(x, t)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Tfq8Lookup.*256 entries"):
+        f(q, np.zeros((16, 16), np.uint8))
 
 
 def test_graph_mode_and_round_trip():

@@ -196,3 +196,155 @@ def test_strided_subsample_runs_as_int8_maxpool():
     ref = f(data).numpy()
     assert q(data).numpy().shape == ref.shape == (8, 5, 5, 6)
     assert _cosine(ref, q(data).numpy()).min() >= 0.999
+
+
+def _densenet_like_model():
+    """Batch norms that cannot fold into a conv (after a concat, and after an add whose sum is
+    also the next skip), and a lone ReLU on an add that has another reader."""
+    inp = keras.Input((12, 12, 4))
+    a = keras.layers.Conv2D(8, 1)(inp)
+    b = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    cat = keras.layers.Concatenate()([a, b])
+    x = keras.layers.BatchNormalization()(cat)          # DenseNet: BN → ReLU → conv on a concat
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(16, 3, padding="same")(x)
+    s = keras.layers.Add()([cat, x])                    # pre-activation ResNet: BN on the sum
+    y = keras.layers.BatchNormalization()(s)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(16, 1)(y)
+    s2 = keras.layers.Add()([s, y])
+    z = keras.layers.ReLU()(s2)                         # Xception: ReLU on a sum read twice
+    z = keras.layers.Conv2D(16, 3, padding="same")(z)
+    out = keras.layers.Add()([s2, z])
+    out = keras.layers.GlobalAveragePooling2D()(out)
+    return keras.Model(inp, keras.layers.Dense(10)(out))
+
+
+def _run_int8_tensors(graph_def, feeds, names):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        return sess.run([graph.get_tensor_by_name(n + ":0") for n in names],
+                        {graph.get_tensor_by_name(k): v for k, v in feeds.items()})
+
+
+def test_unfoldable_batchnorm_runs_as_exact_int8_affine_and_lone_relu_as_lookup():
+    keras.utils.set_random_seed(5)
+    model = _densenet_like_model()
+    _randomize_bn(model, RNG)
+    x = RNG.normal(0, 1, (40, 12, 12, 4)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    # two BN → ReLU chains became 1×1 depthwise convs, the lone ReLU a lookup table; nothing
+    # is left in FP32
+    assert not {"Mul", "AddV2", "Add", "Relu", "Tfq8Dequantize"} & set(ops), ops
+    affines = [r for r in q.report()["layers"] if "affine" in r["op"]]
+    assert len(affines) == 2, affines
+    assert ops.get("Tfq8DepthwiseConv2D") == 2 and ops.get("Tfq8Lookup") == 1
+    assert _cosine(model(x[32:]).numpy(), q(x[32:]).numpy()).min() >= 0.999
+
+    # Each affine is exact up to its output rounding: its u8 output equals the numpy
+    # quantization of relu(s·dequantize(input) + t) within 1 LSB (the op multiplies by the
+    # combined scale in f32; the reference works in float64), and mostly exactly.
+    (feed,) = [n.name for n in q.graph_def.node if n.op == "Placeholder"]
+    nodes = {n.name: n for n in q.graph_def.node}
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor)
+              for n in q.graph_def.node if n.op == "Const"}
+    for node in (n for n in q.graph_def.node if n.op == "Tfq8DepthwiseConv2D"):
+        src = nodes[node.input[0]].name
+        qin, qout = _run_int8_tensors(q.graph_def, {feed + ":0": x[32:]}, [src, node.name])
+        wq = consts[node.input[1]].astype(np.float64)
+        assert np.all(np.abs(wq) == 127) or np.all(wq == 0), "affine weights must be ±127"
+        s = wq.reshape(-1) * consts[node.input[3]].astype(np.float64)      # the FP32 weights
+        t = consts[node.input[2]].astype(np.float64)
+        a = node.attr
+        real = (qin.astype(np.float64) - a["input_zero_point"].i) * a["input_scale"].f
+        y = np.maximum(real * s + t, 0.0) if a["activation"].s == b"RELU" else real * s + t
+        ref = np.clip(np.round(y / a["output_scale"].f) + a["output_zero_point"].i, 0, 255)
+        diff = np.abs(qout.astype(np.int64) - ref.astype(np.int64))
+        assert diff.max() <= 1 and np.mean(diff == 0) >= 0.99, (node.name, diff.max())
+
+
+def _activation_zoo_model():
+    """Convs joined by unary functions that have no fused INT8 activation."""
+    inp = keras.Input((10, 10, 4))
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="swish")(inp)        # EfficientNet
+    y = keras.layers.Conv2D(12, 1)(x)
+    y = keras.layers.Multiply()([y, keras.layers.ReLU(6.0)(y + 3.0) * (1.0 / 6.0)])  # hard-swish
+    z = keras.layers.DepthwiseConv2D(3, padding="same")(y)
+    z = keras.layers.Activation("gelu")(z)
+    z = keras.layers.Conv2D(8, 1, activation="tanh")(z)
+    z = keras.layers.Conv2D(8, 3)(z)
+    return keras.Model(inp, keras.layers.Flatten()(z))
+
+
+NUMPY_FUNCTIONS = {
+    "swish": lambda v: v / (1.0 + np.exp(-v)),
+    "hard_swish": lambda v: v * np.clip(v + 3.0, 0.0, 6.0) / 6.0,
+    "gelu": lambda v: 0.5 * v * (1.0 + np.vectorize(__import__("math").erf)(v / np.sqrt(2.0))),
+    "tanh": np.tanh,
+}
+
+
+def test_unary_functions_between_int8_ops_run_as_exact_lookup_tables():
+    keras.utils.set_random_seed(6)
+    model = _activation_zoo_model()
+    x = RNG.normal(0, 1, (40, 10, 10, 4)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Lookup") == 4, ops
+    assert not {"Sigmoid", "Mul", "Relu6", "AddV2", "Erf", "Tanh", "Tfq8Dequantize"} & set(ops)
+    # A table adds one rounding (its input's) that the FP32 functions did not have: 10 roundings
+    # here instead of 6. Table inputs and outputs get asymmetric qparams (any zero point is free
+    # for a table), which buys most of it back: the error is 1.06× that of keeping the functions
+    # in FP32 (1.45× with symmetric qparams); bounded at 1.3×.
+    fp32 = model(x[32:]).numpy()
+    cos = _cosine(fp32, q(x[32:]).numpy())
+    kept = tfq8.quantize(model, x[:32], _config(keep_fp32=["Sigmoid", "Relu6", "Erf", "Tanh",
+                                                             "AddV2", "Mul"]))
+    assert "Tfq8Lookup" not in _ops(kept)
+    cos_kept = _cosine(fp32, kept(x[32:]).numpy())
+    assert cos.min() >= 0.9985, cos
+    assert 1 - cos.mean() <= 1.3 * (1 - cos_kept.mean()), (cos.mean(), cos_kept.mean())
+    # the lookups' tensors took the asymmetric scheme: zero points other than 0 / 128
+    zps = {rows_zp for nd in q.graph_def.node if nd.op == "Tfq8Lookup"
+           for rows_zp in [q.calibration_table[nd.name.removesuffix("/int8") + ":0"]
+                           .qparams.zero_point]}
+    assert zps - {0, 128}, zps
+
+    # Each table is its function of the input's dequantized levels, quantized with the output's
+    # qparams: checked against numpy (float64) within 1 LSB — TF's float32 sigmoid/erf may round
+    # a level to the other side of a rounding boundary — and exactly for almost every entry.
+    from tfq8.calibration.qparams import QParams
+    nodes = {n.name: n for n in q.graph_def.node}
+    tables = [n for n in q.graph_def.node if n.op == "Tfq8Lookup"]
+    kinds = {"Sigmoid+Mul": "swish", "AddV2+Relu6+Mul+Mul": "hard_swish", "Tanh": "tanh"}
+    rows = {r["node"]: r for r in q.report()["layers"]}
+    seen = set()
+    for nd in tables:
+        fn = nd.attr["function"].s.decode()
+        kind = kinds.get(fn, "gelu" if "Erf" in fn else None)
+        assert kind is not None, fn
+        seen.add(kind)
+        table = tf.make_ndarray(nodes[nd.input[1]].attr["value"].tensor)
+        row = rows[nd.name.removesuffix("/int8")]
+        qin, qout = row["input_scales"][0], row["output_scale"]
+        src = next(r for r in q.layers if r.node == row["node"])
+        levels = src.input_qparams[0].dequantize(np.arange(256)).astype(np.float64)
+        want = src.output_qparams.quantize(NUMPY_FUNCTIONS[kind](levels).astype(np.float32))
+        diff = np.abs(table.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and np.mean(diff == 0) >= 0.98, (fn, diff.max(), qin, qout)
+    assert seen == set(NUMPY_FUNCTIONS)
+
+
+def test_lookup_regions_at_fp32_boundaries_stay_fp32():
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, activation="swish")(inp)   # read by the output only: FP32
+    model = keras.Model(inp, x)
+    data = RNG.normal(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    q = tfq8.quantize(model, data, _config())
+    ops = _ops(q)
+    assert "Tfq8Lookup" not in ops and ops.get("Sigmoid") == 1
+    assert "Sigmoid" in q.report()["fp32_ops"]

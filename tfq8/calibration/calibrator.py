@@ -105,6 +105,8 @@ class Calibrator:
         side, zero point 1 … 254); see :meth:`Observer.qparams`.
       signed: optional ``{tensor_name: bool}`` forcing the scheme of some tensors (e.g. from
         graph analysis); other tensors are signed when a negative value was observed.
+      asymmetric: tensors that get the asymmetric scheme whatever ``scheme`` says (the quantize
+        pass's lookup-table inputs and outputs: a table costs nothing per zero point).
       verbose: show a progress line on stderr (only when it is a terminal) and log notes.
       stream: where the progress line goes (default ``sys.stderr``).
       metadata: extra entries for the table's metadata.
@@ -114,7 +116,7 @@ class Calibrator:
                  method: str = "entropy", *, num_samples: int | None = None,
                  percentile: float = 99.99, num_bins: int = DEFAULT_NUM_BINS,
                  scheme: str = "symmetric", signed: Mapping[str, bool] | None = None,
-                 verbose: bool = True,
+                 asymmetric: Iterable[str] = (), verbose: bool = True,
                  stream=None, metadata: Mapping[str, Any] | None = None):
         if not callable(run_batch):
             raise TypeError("run_batch must be callable: batch -> {tensor_name: array}")
@@ -137,6 +139,7 @@ class Calibrator:
         self.percentile = float(percentile)
         self.num_bins = int(num_bins)
         self.signed = dict(signed or {})
+        self.asymmetric = frozenset(asymmetric)
         self.verbose = bool(verbose)
         self.stream = stream
         self.metadata = dict(metadata or {})
@@ -220,7 +223,8 @@ class Calibrator:
                     _log.warning("tensor %r: every batch of it was empty; left out of the "
                                  "table", name)
                 continue
-            qp, notes = obs.qparams_with_notes(self.signed.get(name), self.scheme)
+            scheme = "asymmetric" if name in self.asymmetric else self.scheme
+            qp, notes = obs.qparams_with_notes(self.signed.get(name), scheme)
             if self.verbose:
                 for note in notes:
                     _log.warning("tensor %r: %s", name, note)

@@ -328,7 +328,8 @@ def _fold_forward(index: GraphIndex, ed: Editor, start, claimed: set, notes: Not
     last = chain[-1]
     reason = _forward_check(index, last, affine)
     if reason:
-        notes.refuse(last.name, f"per-channel affine kept in FP32: {reason}")
+        notes.refuse(last.name, f"per-channel affine not folded: {reason} (quantize runs "
+                                f"it as an INT8 1x1 depthwise conv when INT8 ops surround it)")
         return
     for e in index.node_consumers(last.name):
         _rewrite_forward(index, ed, index.node(e.node), z, affine)

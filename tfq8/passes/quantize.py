@@ -12,6 +12,12 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
     conv ... → Relu → Minimum(·, const c > 0)                              ⇒ activation CLIP(0, min c)
         (the equalize pass's rescaled ReLU6; a per-channel c is exact only when min c is at least
         the output's quantization max, checked at emit — QuantizeError otherwise)
+    Mul(·, per-channel c) [→ Add(·, b)] [→ Relu|Relu6] on an INT8 tensor   ⇒ Tfq8DepthwiseConv2D
+        (1×1, weights c: an unfoldable batch norm — DenseNet, pre-activation ResNets; exact)
+    elementwise region of one INT8 tensor and scalar constants (swish, hard-swish, GELU,
+        sigmoid, a lone ReLU, ...; ops in LOOKUP_OPS)                      ⇒ Tfq8Lookup (256-entry
+                                                                             table of the region)
+        (both only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
     Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
                                                                              pads with the zero point)
@@ -49,6 +55,13 @@ POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
 # Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale.
 PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice"}
 ADD_OPS = {"AddV2", "Add"}
+# Unary-capable elementwise ops: a region of these over one INT8 tensor (other inputs scalar
+# constants) is a function u8 → u8, run as a 256-entry Tfq8Lookup table.
+LOOKUP_OPS = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "Softsign",
+              "LeakyRelu", "Mul", "AddV2", "Add", "Sub", "RealDiv", "Div", "Maximum", "Minimum",
+              "Neg", "Abs", "Square", "SquaredDifference", "Erf", "Erfc", "Exp", "Log", "Log1p",
+              "Sqrt", "Rsqrt", "Reciprocal", "Pow", "Identity", "Floor", "Ceil", "Round",
+              "Sign", "Sin", "Cos"}
 
 
 def tensor_name(t: str) -> str:
@@ -65,7 +78,7 @@ class Group:
     """One INT8 op to emit, covering one or more FP32 nodes."""
 
     kind: str                   # conv | depthwise | matmul | add | maxpool | avgpool | mean |
-    # concat | pad | passthrough
+    # concat | lookup | pad | passthrough
     out_node: str               # last FP32 node of the group: its output tensor is the group's
     nodes: list                 # FP32 nodes the group replaces
     inputs: list                # INT8 data input tensors (FP32 names)
@@ -217,6 +230,25 @@ class QuantizePlan:
             grp = Group("add", n.name, [n.name], [tensor_name(i) for i in ins], {"op": n.op})
             self._absorb_activation(grp)
             self._add_group(grp)
+        # Per-channel affines and lone activations on INT8 tensors (unfoldable batch norms:
+        # DenseNet, pre-activation ResNets; a ReLU after an add that has other readers).
+        for name in g.order:
+            if name not in self.member:
+                grp = self._match_affine(g.nodes[name])
+                if grp is not None:
+                    self._add_group(grp)
+        # Unary elementwise functions of one INT8 tensor (swish, hard-swish, GELU, sigmoid,
+        # lone activations...): a lookup table.
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member or n.op not in LOOKUP_OPS:
+                continue
+            for x in g.data_inputs(n):
+                if self._is_int8_tensor(x):
+                    grp = self._match_lookup(tensor_name(x), n)
+                    if grp is not None:
+                        self._add_group(grp)
+                        break
         # Shape-only ops between INT8 ops stay on uint8.
         changed = True
         while changed:
@@ -294,15 +326,19 @@ class QuantizePlan:
         return False
 
     def _prune(self):
-        """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error."""
+        """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error.
+        An affine or a lookup must be both fed by and feeding INT8 ops: at an FP32
+        boundary it saves no conversion, and FP32 is exact."""
         changed = True
         while changed:
             changed = False
             for out, grp in list(self.groups.items()):
-                if grp.kind in ("conv", "depthwise", "matmul"):
+                affine = grp.attrs.get("affine", False) or grp.kind == "lookup"
+                if grp.kind in ("conv", "depthwise", "matmul") and not affine:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
-                if not fed and not self._feeds_int8(out + ":0"):
+                feeds = self._feeds_int8(out + ":0")
+                if (not (fed and feeds)) if affine else (not fed and not feeds):
                     del self.groups[out]
                     for m in grp.nodes:
                         del self.member[m]
@@ -385,14 +421,18 @@ class QuantizePlan:
         grp = Group(kind, n.name, [n.name], [tensor_name(ins[0])], attrs)
         if "absorbed_pad" in attrs:
             grp.nodes.insert(0, attrs["absorbed_pad"])
-        # Walk forward: BiasAdd, activation, residual add.
-        out = n.name
         oc = attrs["weights"].shape[-1] if kind != "depthwise" else w.shape[2] * w.shape[3]
+        return self._epilogue(grp, kind, n.name, oc, bias, activation)
+
+    def _epilogue(self, grp, kind, out, oc, bias, activation):
+        """Walks forward from `out`, the group's last node so far, absorbing what the INT8 op
+        applies after the MACs: BiasAdd, activation, residual add (+ activation), clip bound."""
+        g = self.g
         nxt = g.sole_consumer(out + ":0", self.outputs, self.member)
         if bias is None and nxt is not None and nxt.op in ("BiasAdd", "AddV2", "Add"):
             b = g.const_value(nxt.input[1])
-            if b is not None and b.size == oc and b.ndim <= 1 + (b.ndim > 1 and b.shape[-1] == oc):
-                bias = b.reshape(-1)
+            if b is not None and (b.size == 1 or (b.size == oc and b.shape[-1] == oc)):
+                bias = np.broadcast_to(b.reshape(-1), (oc,)).copy()
                 grp.nodes.append(nxt.name)
                 out = nxt.name
                 nxt = g.sole_consumer(out + ":0", self.outputs, self.member)
@@ -430,6 +470,112 @@ class QuantizePlan:
         grp.attrs["bias"] = (np.zeros(oc, np.float32) if bias is None
                              else bias.astype(np.float32).reshape(-1))
         return grp
+
+    def _match_affine(self, n):
+        """Mul(x, c) [→ Add(·, b)] [→ Relu|Relu6] with per-channel constants c or b on an INT8
+        NHWC tensor x ⇒ a 1×1 depthwise conv with weights c and bias b. Each channel's weight
+        is its own scale (W_q = ±127), so it is exact; the op adds only the output rounding.
+        Kept only between INT8 ops (_prune). All-scalar chains are left to _match_lookup."""
+        if n.op != "Mul" or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum):
+            return None
+        ins = self.g.data_inputs(n)
+        consts = [self.g.const_value(i) for i in ins]
+        if len(ins) != 2 or sum(c is not None for c in consts) != 1:
+            return None
+        x, c = (ins[0], consts[1]) if consts[1] is not None else (ins[1], consts[0])
+        if not self._is_int8_tensor(x) or self._kept(n):
+            return None
+        shape = self._shape(x)
+        if shape.rank != 4 or shape[-1] is None:
+            return None
+        ch = int(shape[-1])
+        if (c.size not in (1, ch) or (c.size == ch and c.shape[-1] != ch)
+                or not np.all(np.isfinite(c))):
+            return None
+        w = np.broadcast_to(c.astype(np.float32).reshape(-1), (ch,)).reshape(1, 1, ch, 1).copy()
+        grp = Group("depthwise", n.name, [n.name], [tensor_name(x)],
+                    {"weights": w, "op": "Mul (per-channel affine as 1x1 depthwise)",
+                     "strides": [1, 1], "dilations": [1, 1], "pads": [0, 0, 0, 0],
+                     "affine": True})
+        grp = self._epilogue(grp, "depthwise", n.name, ch, None, "NONE")
+        if c.size == 1 and np.all(grp.attrs["bias"] == grp.attrs["bias"][0]):
+            return None     # nothing per channel: a lookup table does it cheaper
+        return grp
+
+    def _match_lookup(self, x, first):
+        """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and scalar
+        constants only (starting at `first`), if it has exactly one output read elsewhere: a
+        function u8 → u8, emitted as Tfq8Lookup. Kept only between INT8 ops (_prune)."""
+        g = self.g
+        region = set()
+
+        def fits(n):
+            if (n.name in self.member or n.op not in LOOKUP_OPS or self._kept(n)
+                    or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
+                return False
+            for i in g.data_inputs(n):
+                t = tensor_name(i)
+                if t == x or (node_of(t) in region and t.endswith(":0")):
+                    continue
+                c = g.const_value(t)
+                if c is None or c.size != 1 or not np.all(np.isfinite(c)):
+                    return False
+            return True
+
+        if not fits(first):
+            return None
+        region.add(first.name)
+        changed = True
+        while changed:
+            changed = False
+            for t in [x] + [r + ":0" for r in region]:
+                for c in g.consumers.get(t, []):
+                    if c not in region and fits(g.nodes[c]):
+                        region.add(c)
+                        changed = True
+        outs = [r for r in region
+                if r + ":0" in self.outputs
+                or any(c not in region for c in g.consumers.get(r + ":0", []))]
+        if len(outs) != 1:
+            return None
+        nodes = [r for r in g.order if r in region]
+        fn = "+".join(g.nodes[r].op for r in nodes)
+        return Group("lookup", outs[0], nodes, [x], {"op": f"{fn} (lookup table)",
+                                                     "function": fn})
+
+    def _lookup_table(self, grp, qin, qout):
+        """The 256 u8 outputs of grp's FP32 region on the dequantized levels of its input,
+        quantized exactly as Tfq8Quantize would (NaN → 0, ±inf saturate)."""
+        levels = qin.dequantize(np.arange(256))
+        gd = graph_pb2.GraphDef()
+        ph = gd.node.add()
+        ph.name, ph.op = "tfq8_lut/x", "Placeholder"
+        ph.attr["dtype"].type = tf.float32.as_datatype_enum
+        x = grp.inputs[0]
+        region = set(grp.nodes)
+        for k, name in enumerate(grp.nodes):
+            src = self.g.nodes[name]
+            nd = gd.node.add()
+            nd.name, nd.op = "tfq8_lut/" + name, src.op
+            for key, v in src.attr.items():
+                if not key.startswith("_"):
+                    nd.attr[key].CopyFrom(v)
+            for j, i in enumerate(self.g.data_inputs(src)):
+                t = tensor_name(i)
+                if t == x:
+                    nd.input.append(ph.name)
+                elif node_of(t) in region:
+                    nd.input.append("tfq8_lut/" + node_of(t))
+                else:
+                    c = self.g.const_value(t)
+                    nd.input.append(self._const(gd, f"tfq8_lut/c{k}_{j}", c.reshape(()),
+                                                tf.dtypes.as_dtype(c.dtype)))
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(gd, name="")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            y = sess.run("tfq8_lut/" + grp.out_node + ":0", {"tfq8_lut/x:0": levels})
+        return qout.quantize(np.asarray(y, np.float32).reshape(256))
 
     def _relu_bound(self, t, oc):
         """relu → Minimum(·, c) with a constant c (scalar or per channel, > 0), as written by
@@ -489,11 +635,18 @@ class QuantizePlan:
 
     # ---------------------------------------------------------------- calibration needs
     @property
+    def lookup_tensors(self) -> set[str]:
+        """Inputs and outputs of lookup tables: any zero point costs a table nothing, so these
+        get the asymmetric scheme (swish's output, ≥ −0.28, keeps nearly 8 bits)."""
+        return {t for grp in self.groups.values() if grp.kind == "lookup"
+                for t in (grp.inputs[0], grp.out_node + ":0")}
+
+    @property
     def observe(self) -> list[str]:
         """FP32 tensors whose ranges the calibration must measure."""
         need = set()
         for grp in self.groups.values():
-            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat"):
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat", "lookup"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
                 if not self._is_int8_tensor(t):
@@ -644,7 +797,9 @@ class QuantizePlan:
             if grp.kind == "depthwise":
                 kh, kw, c, m = w.shape
                 flat = w.reshape(kh, kw, c * m)
-                scales = weight_scales(flat, axis=-1, per_channel=self.per_channel)
+                # an affine's one weight per channel is exact only with its own scale
+                scales = weight_scales(flat, axis=-1,
+                                       per_channel=self.per_channel or grp.attrs.get("affine"))
                 wq = quantize_weights(flat, scales, axis=-1).reshape(kh, kw, c, m)
             else:
                 scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
@@ -710,6 +865,12 @@ class QuantizePlan:
             a["ksize"].list.i.extend(grp.attrs["ksize"])
             a["strides"].list.i.extend(grp.attrs["strides"])
             a["padding"].s = grp.attrs["padding"].encode()
+        elif grp.kind == "lookup":
+            nd.op = "Tfq8Lookup"
+            nd.input.append(ins_q[0])
+            table = self._lookup_table(grp, qp[grp.inputs[0]], qp[t])
+            nd.input.append(self._const(out, nd.name + "/table", table, tf.uint8))
+            a["function"].s = grp.attrs["function"].encode()
         elif grp.kind == "mean":
             nd.op = "Tfq8Mean"
             nd.input.append(ins_q[0])

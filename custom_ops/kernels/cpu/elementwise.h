@@ -1,4 +1,5 @@
-// Elementwise INT8 conversions: f32→u8 quantize, u8/s32→f32 dequantize, u8→u8 requantize.
+// Elementwise INT8 conversions: f32→u8 quantize, u8/s32→f32 dequantize, u8→u8 requantize,
+// u8→u8 table lookup.
 // Numerics: docs/int8_numerics.md ("Quantize", "Dequantize", "Requantize and Concat").
 // One micro-kernel per ISA (files named after the function); Get*Kernel(isa) is the table.
 #ifndef TFQ8_KERNELS_CPU_ELEMENTWISE_H_
@@ -48,6 +49,10 @@ void qu8_vrequant_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const Req
 void qu8_vrequant_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
 void qu8_vrequant_ukernel__avx512(size_t n, const uint8_t* x, uint8_t* y,
                                   const RequantizeParams& p);
+
+// y[i] = table[x[i]] (Tfq8Lookup). Scalar on every ISA: a 256-entry byte table has no
+// vector formulation that beats a load per byte on AVX2 (vpshufb indexes 16 entries).
+void qu8_vlut_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table);
 
 // int32 → f32 dequantize is rare (debug outputs); reference only.
 void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale);

@@ -47,6 +47,18 @@ void qu8_vrequant_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const Req
   }
 }
 
+void qu8_vlut_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {  // four independent loads per iteration
+    const uint8_t a = table[x[i]], b = table[x[i + 1]], c = table[x[i + 2]], d = table[x[i + 3]];
+    y[i] = a;
+    y[i + 1] = b;
+    y[i + 2] = c;
+    y[i + 3] = d;
+  }
+  for (; i < n; ++i) y[i] = table[x[i]];
+}
+
 void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale) {
   for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(x[i]) * scale;
 }

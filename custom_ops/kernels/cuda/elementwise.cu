@@ -55,6 +55,14 @@ __global__ void RequantizeKernel(int64_t n, const uint8_t* __restrict__ x, uint8
   }
 }
 
+__global__ void LookupKernel(int64_t n, const uint8_t* __restrict__ x,
+                             const uint8_t* __restrict__ table, uint8_t* __restrict__ y) {
+  __shared__ uint8_t t[256];  // 256 bytes: every block stages the table once
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) t[i] = table[i];
+  __syncthreads();
+  TFQ8_GRID_STRIDE(i, n) { y[i] = t[x[i]]; }
+}
+
 __global__ void AddKernel(int64_t n, const uint8_t* __restrict__ a, int a_zp, float a_mul,
                           const uint8_t* __restrict__ b, int b_zp, float b_mul,
                           uint8_t* __restrict__ y, float lo, float hi, int out_zp) {
@@ -167,6 +175,14 @@ cudaError_t tfq8_cuda_requantize(int64_t n, const uint8_t* x, uint8_t* y, float 
   RequantizeKernel<<<GridFor(n), kBlock, 0, stream>>>(
       n, x, y, in_zp, RatioF(in_scale, out_scale), static_cast<float>(-out_zp),
       static_cast<float>(255 - out_zp), out_zp);
+  return cudaGetLastError();
+}
+
+cudaError_t tfq8_cuda_lookup(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y,
+                             cudaStream_t stream) {
+  if (n < 0 || table == nullptr) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  LookupKernel<<<GridFor(n), kBlock, 0, stream>>>(n, x, table, y);
   return cudaGetLastError();
 }
 

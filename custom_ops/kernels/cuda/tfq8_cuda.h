@@ -38,6 +38,9 @@ cudaError_t tfq8_cuda_dequantize_s32(int64_t n, const int32_t* x, float* y, floa
 cudaError_t tfq8_cuda_requantize(int64_t n, const uint8_t* x, uint8_t* y, float in_scale,
                                  int in_zero_point, float out_scale, int out_zero_point,
                                  cudaStream_t stream);
+/* y[i] = table[x[i]] with a 256-entry u8 table in device memory (Tfq8Lookup). */
+cudaError_t tfq8_cuda_lookup(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y,
+                             cudaStream_t stream);
 
 enum Tfq8Activation { TFQ8_ACT_NONE = 0, TFQ8_ACT_RELU = 1, TFQ8_ACT_RELU6 = 2, TFQ8_ACT_CLIP = 3 };
 

@@ -97,6 +97,10 @@ def test_elementwise(ck, rng):
                 ck.same("requantize", L.to_host(dr, n, np.uint8),
                         ref.requantize(q, scale, zp, out_scale, out_zp),
                         f"n={n} {scale}/{zp} -> {out_scale}/{out_zp}")
+            table = rng_u8(rng, 256)
+            dt, dl = L.to_dev(table), L.empty(n, np.uint8)
+            L.check(L.L.tfq8_cuda_lookup(n, dq, dt, dl, None), "lookup")
+            ck.same("lookup", L.to_host(dl, n, np.uint8), ref.lookup(q, table), f"n={n}")
             L.free_all()
 
 
