@@ -368,8 +368,8 @@ def _correction_sites(plan, layers):
     reports = {r.node: r for r in layers if r.int8}
     sites = []
     for key, grp in plan.groups.items():
-        if grp.kind not in ("conv", "depthwise", "matmul"):
-            continue
+        if grp.kind not in ("conv", "depthwise", "matmul") or grp.attrs.get("affine"):
+            continue    # an affine's weights are exact: nothing of its own to correct
         rep = reports.get(grp.out_node)
         if rep is None or not rep.input_qparams:
             continue
