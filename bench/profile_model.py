@@ -42,6 +42,11 @@ MODELS = {
     "resnet50": lambda: tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
     "mobilenetv2": lambda: tf.keras.applications.MobileNetV2(weights=None,
                                                              input_shape=(224, 224, 3)),
+    # swish / hard-swish tables and squeeze-and-excitation gates (Tfq8Lookup, Tfq8ChannelMul)
+    "efficientnetb0": lambda: tf.keras.applications.EfficientNetB0(weights=None,
+                                                                   input_shape=(224, 224, 3)),
+    "mobilenetv3large": lambda: tf.keras.applications.MobileNetV3Large(
+        weights=None, input_shape=(224, 224, 3)),
 }
 
 

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "custom_ops", "kernels", "cuda", "tools")
 OPS = ["Tfq8Quantize", "Tfq8Dequantize", "Tfq8Requantize", "Tfq8Conv2D", "Tfq8DepthwiseConv2D",
        "Tfq8MatMul", "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Add",
-       "Tfq8Lookup"]
+       "Tfq8Lookup", "Tfq8ChannelMul"]
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
 

@@ -174,7 +174,8 @@ class QuantizedModel(GraphModel):
             rows.append(row)
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul", "Tfq8Add",
-                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup"}
+                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
+                    "Tfq8ChannelMul"}
         on_uint8 = {}
         for n in self.graph_def.node:
             if n.op in int8_ops or n.op in ("Const", "Placeholder", "Identity", "NoOp",

@@ -183,6 +183,35 @@ q, quantized with the output's scale and zero point. function: what the table co
 reports only.
 )doc");
 
+REGISTER_OP("Tfq8ChannelMul")
+    .Input("input: uint8")
+    .Input("gate: float")
+    .Output("output: uint8")
+    .Attr("input_scale: float")
+    .Attr("input_zero_point: int = 0")
+    .Attr("output_scale: float")
+    .Attr("output_zero_point: int = 0")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      ::tensorflow::shape_inference::ShapeHandle in, gate;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &in));
+      if (c->RankKnown(in)) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(1), c->Rank(in), &gate));
+        ::tensorflow::shape_inference::DimensionHandle d;
+        TF_RETURN_IF_ERROR(c->Merge(c->Dim(gate, -1), c->Dim(in, -1), &d));
+      }
+      c->set_output(0, c->input(0));
+      return ::tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Multiplies each channel of a uint8 tensor by an f32 gate (squeeze-and-excitation).
+
+input: [N, ..., C] uint8 with (input_scale, input_zero_point). gate: [N or 1, 1, ..., 1, C] f32,
+e.g. the sigmoid of an SE branch. output[n, ..., c] = quantize(dequantize(input[n, ..., c]) ·
+gate[n, c]) with (output_scale, output_zero_point): t = float(q − input_zero_point) ·
+(gate · (input_scale / output_scale)), clamped to the u8 range (NaN to the lowest code),
+rounded half to even. See docs/int8_numerics.md ("Channel multiply").
+)doc");
+
 // ---------------------------------------------------------------------------------------------
 // Attributes shared by Conv2D, DepthwiseConv2D and MatMul: the fused epilogue.
 #define TFQ8_EPILOGUE_ATTRS                                         \

@@ -17,6 +17,7 @@
 #include "custom_ops/kernels/cpu/isa.h"
 #include "custom_ops/kernels/cpu/parallel.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 namespace tfq8 {
@@ -135,6 +136,31 @@ inline ::tensorflow::Status CheckQParams(const std::string& what, float scale, i
                                                  zero_point);
   }
   return ::tensorflow::OkStatus();
+}
+
+// Tfq8Lookup's table: a vector of 256 entries (CPU and GPU kernels).
+inline ::tensorflow::Status CheckLookupTable(const std::string& node,
+                                             const ::tensorflow::Tensor& table) {
+  if (table.dims() == 1 && table.NumElements() == 256) return ::tensorflow::OkStatus();
+  return ::tensorflow::errors::InvalidArgument(
+      "Tfq8Lookup ", node, ": table must be a uint8 vector of 256 entries, got shape ",
+      table.shape().DebugString());
+}
+
+// Tfq8ChannelMul's gate: [N or 1, 1, ..., 1, C] for an input [N, ..., C] (CPU and GPU kernels).
+inline ::tensorflow::Status CheckChannelGate(const std::string& node,
+                                             const ::tensorflow::Tensor& in,
+                                             const ::tensorflow::Tensor& gate) {
+  const int rank = in.dims();
+  bool ok = rank >= 2 && gate.dims() == rank &&
+            gate.dim_size(rank - 1) == in.dim_size(rank - 1) &&
+            (gate.dim_size(0) == 1 || gate.dim_size(0) == in.dim_size(0));
+  for (int d = 1; ok && d < rank - 1; ++d) ok = gate.dim_size(d) == 1;
+  if (ok) return ::tensorflow::OkStatus();
+  return ::tensorflow::errors::InvalidArgument(
+      "Tfq8ChannelMul ", node, ": gate must have shape [N or 1, 1, ..., 1, C] for an input of "
+      "shape [N, ..., C]; got input ", in.shape().DebugString(), " and gate ",
+      gate.shape().DebugString());
 }
 
 }  // namespace tfq8

@@ -1,6 +1,9 @@
-// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup: read attrs/tensors,
+// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup, Tfq8ChannelMul: read
+// attrs/tensors,
 // call the elementwise micro-kernels in parallel chunks.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "custom_ops/kernels/cpu/elementwise.h"
 #include "custom_ops/tf/common.h"
@@ -128,10 +131,7 @@ class LookupOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
     const Tensor& table = ctx->input(1);
-    OP_REQUIRES(ctx, table.dims() == 1 && table.NumElements() == 256,
-                ::tensorflow::errors::InvalidArgument(
-                    "Tfq8Lookup ", name(), ": table must be a uint8 vector of 256 entries, got "
-                    "shape ", table.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, CheckLookupTable(name(), table));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
     const uint8_t* x = in.flat<uint8_t>().data();
@@ -142,6 +142,57 @@ class LookupOp : public OpKernel {
   }
 };
 
+class ChannelMulOp : public OpKernel {
+ public:
+  explicit ChannelMulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float si, so;
+    int zi, zo;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &si));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &zi));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo));
+    OP_REQUIRES_OK(ctx, CheckQParams("input", si, zi));
+    OP_REQUIRES_OK(ctx, CheckQParams("output", so, zo));
+    params_ = MakeRequantizeParams(si, zi, so, zo);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Isa isa;
+    if (!GetIsa(ctx, &isa)) return;
+    const Tensor& in = ctx->input(0);
+    const Tensor& gate = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckChannelGate(name(), in, gate));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    const int64_t channels = in.dim_size(in.dims() - 1);
+    if (in.NumElements() == 0) return;
+    // One multiplier row per gate row; each sample's rows then run as plain requantize rows.
+    std::vector<float> mult(gate.NumElements());
+    ChannelMulMultipliers(mult.size(), gate.flat<float>().data(), params_, mult.data());
+    const int64_t rows = in.NumElements() / channels;
+    const int64_t rows_per_sample = rows / in.dim_size(0);
+    const bool per_sample = gate.dim_size(0) != 1;
+    const uint8_t* x = in.flat<uint8_t>().data();
+    uint8_t* y = out->flat<uint8_t>().data();
+    const ChannelMulFn fn = GetChannelMulKernel(isa);
+    const int64_t grain = std::max<int64_t>(1, kChunk / channels);  // rows per task
+    const int64_t tasks = (rows + grain - 1) / grain;
+    TfParallelFor(ctx)(tasks, kChunk * 2, [&](int64_t b, int64_t e) {
+      for (int64_t r = b * grain, end = std::min(rows, e * grain); r < end;) {
+        const int64_t n = r / rows_per_sample;
+        const int64_t stop = std::min(end, (n + 1) * rows_per_sample);  // same sample
+        const float* m = mult.data() + (per_sample ? n * channels : 0);
+        fn(stop - r, channels, x + r * channels, m, y + r * channels, params_);
+        r = stop;
+      }
+    });
+  }
+
+ private:
+  RequantizeParams params_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("Tfq8ChannelMul").Device(::tensorflow::DEVICE_CPU), ChannelMulOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(::tensorflow::DEVICE_CPU), LookupOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(::tensorflow::DEVICE_CPU), QuantizeOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Dequantize").Device(::tensorflow::DEVICE_CPU), DequantizeOp);

@@ -144,9 +144,7 @@ class LookupGpuOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
     const Tensor& table = ctx->input(1);
-    OP_REQUIRES(ctx, table.dims() == 1 && table.NumElements() == 256,
-                errors::InvalidArgument("Tfq8Lookup ", name(), ": table must be a uint8 vector "
-                                        "of 256 entries, got shape ", table.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, CheckLookupTable(name(), table));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
     OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_lookup(in.NumElements(), in.flat<uint8_t>().data(),
@@ -154,6 +152,38 @@ class LookupGpuOp : public OpKernel {
                                                     out->flat<uint8_t>().data(), GpuStream(ctx)),
                                    "Tfq8Lookup"));
   }
+};
+
+class ChannelMulGpuOp : public OpKernel {
+ public:
+  explicit ChannelMulGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &in_scale_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &in_zp_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &out_scale_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &out_zp_));
+    OP_REQUIRES_OK(ctx, CheckQParams("input", in_scale_, in_zp_));
+    OP_REQUIRES_OK(ctx, CheckQParams("output", out_scale_, out_zp_));
+  }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& in = ctx->input(0);
+    const Tensor& gate = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckChannelGate(name(), in, gate));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    if (in.NumElements() == 0) return;
+    const int64_t channels = in.dim_size(in.dims() - 1);
+    const int64_t rows_per_sample = in.NumElements() / channels / in.dim_size(0);
+    OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_channel_mul(
+                            in.NumElements(), channels, rows_per_sample, gate.dim_size(0) != 1,
+                            in.flat<uint8_t>().data(), gate.flat<float>().data(), in_scale_,
+                            in_zp_, out_scale_, out_zp_, out->flat<uint8_t>().data(),
+                            GpuStream(ctx)),
+                        "Tfq8ChannelMul"));
+  }
+
+ private:
+  float in_scale_, out_scale_;
+  int in_zp_, out_zp_;
 };
 
 // ---- Conv2D / DepthwiseConv2D / MatMul -----------------------------------------------------
@@ -479,6 +509,7 @@ REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(DEVICE_GPU), QuantizeGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Dequantize").Device(DEVICE_GPU), DequantizeGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Requantize").Device(DEVICE_GPU), RequantizeGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(DEVICE_GPU), LookupGpuOp);
+REGISTER_KERNEL_BUILDER(Name("Tfq8ChannelMul").Device(DEVICE_GPU), ChannelMulGpuOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Conv2D").Device(DEVICE_GPU), ConvGpuOp<ConvKind::kConv>);
 REGISTER_KERNEL_BUILDER(Name("Tfq8DepthwiseConv2D").Device(DEVICE_GPU),
                         ConvGpuOp<ConvKind::kDepthwise>);

@@ -42,6 +42,15 @@ def requantize(q, in_scale, in_zp, out_scale, out_zp):
     return _rne_clamp(t, -out_zp, 255 - out_zp, out_zp)
 
 
+def channel_mul(q, gate, in_scale, in_zp, out_scale, out_zp):
+    """Tfq8ChannelMul: q [N, ..., C] u8, gate [N or 1, 1, ..., 1, C] f32 →
+    rne(clamp(float(q − in_zp) · (gate · f32(in_scale / out_scale)))) + out_zp."""
+    gate = np.asarray(gate, F32)
+    mult = (gate * _f32(_attr(in_scale) / _attr(out_scale))).astype(F32)
+    t = ((q.astype(np.int32) - in_zp).astype(F32) * mult).astype(F32)
+    return _rne_clamp(t, -out_zp, 255 - out_zp, out_zp)
+
+
 def lookup(q, table):
     """Tfq8Lookup: table[q] (u8 → u8, 256-entry table)."""
     table = np.asarray(table, np.uint8)

@@ -1,4 +1,4 @@
-"""Tfq8Quantize / Tfq8Dequantize / Tfq8Requantize / Tfq8Lookup: every CPU path bit-exact vs numpy_ref over
+"""Tfq8Quantize / Tfq8Dequantize / Tfq8Requantize / Tfq8Lookup / Tfq8ChannelMul: every CPU path bit-exact vs numpy_ref over
 lengths that hit SIMD bodies, tails and several parallel chunks; NaN / ±Inf / saturation; rounding
 ties (half to even); bad attributes. Exact equality everywhere: the contract is bit-exact."""
 import numpy as np
@@ -103,6 +103,54 @@ def test_lookup_keeps_the_shape_and_refuses_a_bad_table():
         return tfq8.ops.tfq8_lookup(x, t)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Tfq8Lookup.*256 entries"):
         f(q, np.zeros((16, 16), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (2, 5, 7, 8), (3, 4, 4, 17), (2, 9, 9, 96),
+                                   (1, 2, 3, 4, 40), (2, 0, 3, 5), (4, 150, 130)])
+def test_channel_mul_bit_exact(shape):
+    """Per-sample and shared gates, channel counts that hit SIMD bodies and tails, rows that
+    span several parallel tasks (2·9·9·96 … 4·150·130 elements)."""
+    rng = np.random.default_rng(sum(shape))
+    q = rng.integers(0, 256, shape, dtype=np.uint8)
+    gshape = (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],)
+    for per_sample in (True, False):
+        gate = rng.uniform(-1.5, 1.5, gshape if per_sample else (1,) + gshape[1:]).astype(F32)
+        for si, zi, so, zo in ((0.02, 0, 0.015, 0), (0.05, 128, 0.03, 128), (0.1, 37, 0.007, 201)):
+            got = run_all_isas(lambda: tfq8.ops.tfq8_channel_mul(
+                q, gate, input_scale=si, input_zero_point=zi, output_scale=so,
+                output_zero_point=zo))
+            exp = ref.channel_mul(q, gate, si, zi, so, zo)
+            assert_all_equal(got, exp, f"{shape} per_sample={per_sample} {si} {zi} {so} {zo}")
+            # and it is what it claims: quantize(dequantize(q) · gate) within one step
+            # (the reference's single f32 multiply vs float64 here)
+            real = (q.astype(np.float64) - zi) * si * gate
+            exact = np.clip(np.rint(real / so) + zo, 0, 255)
+            assert np.abs(exp.astype(np.int32) - exact).max(initial=0) <= 1
+
+
+def test_channel_mul_special_gates_and_bad_shapes():
+    q = np.arange(2 * 3 * 20, dtype=np.uint8).reshape(2, 3, 20) * 2
+    gate = np.ones((2, 1, 20), F32)
+    gate[0, 0, :5] = [np.nan, np.inf, -np.inf, 1e30, 0.0]
+    got = run_all_isas(lambda: tfq8.ops.tfq8_channel_mul(
+        q, gate, input_scale=0.1, input_zero_point=10, output_scale=0.1, output_zero_point=100))
+    exp = ref.channel_mul(q, gate, 0.1, 10, 0.1, 100)
+    assert_all_equal(got, exp, "special gates")
+    # NaN → lowest code; +inf saturates up (q > zp) ... ; gate 1 with equal qparams re-centres
+    assert exp[0, 0, 0] == 0 and exp[0, 1, 0] == 0
+    assert exp[0, 1, 1] == 255 and exp[0, 1, 2] == 0 and exp[0, 1, 4] == 100
+    np.testing.assert_array_equal(exp[1], np.clip(q[1].astype(int) - 10 + 100, 0, 255))
+    for bad in (np.ones((2, 2, 20), F32), np.ones((2, 1, 19), F32), np.ones((3, 1, 20), F32)):
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="gate"):
+            tfq8.ops.tfq8_channel_mul(q, bad, input_scale=0.1, output_scale=0.1)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8), tf.TensorSpec(None, tf.float32)])
+    def f(x, g):  # unknown shapes at graph build: the kernel must check and name the node
+        return tfq8.ops.tfq8_channel_mul(x, g, input_scale=0.1, output_scale=0.1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Tfq8ChannelMul.*gate must have"):
+        f(q, np.ones((2, 20), F32))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="output_scale must"):
+        tfq8.ops.tfq8_channel_mul(q, gate, input_scale=0.1, output_scale=0.0)
 
 
 def test_graph_mode_and_round_trip():

@@ -348,3 +348,74 @@ def test_lookup_regions_at_fp32_boundaries_stay_fp32():
     ops = _ops(q)
     assert "Tfq8Lookup" not in ops and ops.get("Sigmoid") == 1
     assert "Sigmoid" in q.report()["fp32_ops"]
+
+
+def _squeeze_excite_model():
+    """EfficientNet's SE block (pool → Reshape → reduce conv → expand conv → sigmoid gate) and
+    MobileNetV3's (keepdims pool, ReLU, hard-sigmoid gate), each between INT8 convs."""
+    inp = keras.Input((10, 10, 4))
+    x = keras.layers.Conv2D(24, 3, padding="same", activation="swish")(inp)
+    se = keras.layers.GlobalAveragePooling2D()(x)
+    se = keras.layers.Reshape((1, 1, 24))(se)        # Keras 3: Shape → StridedSlice → Pack
+    se = keras.layers.Conv2D(6, 1, activation="swish")(se)
+    se = keras.layers.Conv2D(24, 1, activation="sigmoid")(se)
+    x = keras.layers.Multiply()([x, se])
+    x = keras.layers.Conv2D(16, 1)(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    g = keras.layers.GlobalAveragePooling2D(keepdims=True)(y)
+    g = keras.layers.Conv2D(8, 1, activation="relu")(g)
+    g = keras.layers.Conv2D(16, 1)(g)
+    g = keras.layers.ReLU(6.0)(g + 3.0) * (1.0 / 6.0)  # hard sigmoid
+    y = keras.layers.Multiply()([g, y])                 # gate first: either order is matched
+    y = keras.layers.Conv2D(8, 3)(y)
+    return keras.Model(inp, keras.layers.Flatten()(y))
+
+
+def test_squeeze_excitation_gates_run_as_int8_channel_mul():
+    keras.utils.set_random_seed(8)
+    model = _squeeze_excite_model()
+    x = RNG.normal(0, 1, (40, 10, 10, 4)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8ChannelMul") == 2, ops
+    # the big tensors never leave INT8: no Dequantize (the pooled vector's Shape reads uint8);
+    # what stays FP32 is the gates' own small ops (sigmoid, the hard sigmoid's · 1/6) and the
+    # output Flatten's shape arithmetic
+    assert "Tfq8Dequantize" not in ops and ops.get("Tfq8Quantize") == 1, ops
+    fp32_ops = q.report()["fp32_ops"]
+    assert fp32_ops.get("Sigmoid") == 1 and fp32_ops.get("Mul") == 1, fp32_ops
+    assert set(fp32_ops) <= {"Sigmoid", "Mul", "Shape", "StridedSlice", "Pack", "Reshape"}
+    assert fp32_ops.get("Shape") == 1, fp32_ops      # the SE Reshape's Shape runs on uint8
+    fp32 = model(x[32:]).numpy()
+    cos = _cosine(fp32, q(x[32:]).numpy())
+    # Keeping the gate multiply in FP32 costs the same two roundings (dequantize, then the
+    # quantize for the next conv) plus the conversions: the error must not grow by more than
+    # the f32 association of the multiplier (measured 1.00×).
+    gates = [n.name for n in q.graph_def.node if n.op == "Tfq8ChannelMul"]
+    kept = tfq8.quantize(model, x[:32], _config(keep_fp32=gates))
+    assert "Tfq8ChannelMul" not in _ops(kept) and _ops(kept)["Tfq8Lookup"] == ops["Tfq8Lookup"]
+    cos_kept = _cosine(fp32, kept(x[32:]).numpy())
+    assert cos.min() >= 0.998, cos
+    assert 1 - cos.mean() <= 1.1 * (1 - cos_kept.mean()), (cos.mean(), cos_kept.mean())
+
+    # Bit-exact against the numpy reference, fed with the op's own input and FP32 gate tensors.
+    (feed,) = [n.name for n in q.graph_def.node if n.op == "Placeholder"]
+    for nd in (n for n in q.graph_def.node if n.op == "Tfq8ChannelMul"):
+        qin, gate, qout = _run_int8_tensors(q.graph_def, {feed + ":0": x[32:]},
+                                            [nd.input[0], nd.input[1], nd.name])
+        a = nd.attr
+        assert gate.dtype == np.float32 and gate.shape[1:3] == (1, 1) and qin.dtype == np.uint8
+        want = numpy_ref.channel_mul(qin, gate, a["input_scale"].f, a["input_zero_point"].i,
+                                     a["output_scale"].f, a["output_zero_point"].i)
+        np.testing.assert_array_equal(qout, want, err_msg=nd.name)
+
+
+def test_channel_mul_at_an_fp32_boundary_stays_fp32():
+    keras.utils.set_random_seed(9)
+    inp = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    g = keras.layers.Conv2D(8, 1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D(keepdims=True)(x))
+    model = keras.Model(inp, keras.layers.Multiply()([x, g]))   # read by the output only
+    q = tfq8.quantize(model, RNG.normal(0, 1, (16, 6, 6, 3)).astype(np.float32), _config())
+    assert "Tfq8ChannelMul" not in _ops(q) and "Mul" in q.report()["fp32_ops"]

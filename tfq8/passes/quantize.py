@@ -17,7 +17,9 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
     elementwise region of one INT8 tensor and scalar constants (swish, hard-swish, GELU,
         sigmoid, a lone ReLU, ...; ops in LOOKUP_OPS)                      ⇒ Tfq8Lookup (256-entry
                                                                              table of the region)
-        (both only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
+    Mul(INT8 x [N, ..., C], FP32 gate [N or 1, 1, ..., 1, C])              ⇒ Tfq8ChannelMul
+        (squeeze-and-excitation; the gate's branch stays as it is)
+        (these three only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
     Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
                                                                              pads with the zero point)
@@ -55,6 +57,9 @@ POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
 # Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale.
 PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice"}
 ADD_OPS = {"AddV2", "Add"}
+# Ops that read only a tensor's shape (Keras' dynamic Reshape in SE blocks): they take the uint8
+# tensor as it is, so an INT8 output needs no Dequantize for them.
+SHAPE_READERS = {"Shape", "Size", "Rank"}
 # Unary-capable elementwise ops: a region of these over one INT8 tensor (other inputs scalar
 # constants) is a function u8 → u8, run as a 256-entry Tfq8Lookup table.
 LOOKUP_OPS = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "Softsign",
@@ -78,7 +83,7 @@ class Group:
     """One INT8 op to emit, covering one or more FP32 nodes."""
 
     kind: str                   # conv | depthwise | matmul | add | maxpool | avgpool | mean |
-    # concat | lookup | pad | passthrough
+    # concat | lookup | channel_mul | pad | passthrough
     out_node: str               # last FP32 node of the group: its output tensor is the group's
     nodes: list                 # FP32 nodes the group replaces
     inputs: list                # INT8 data input tensors (FP32 names)
@@ -249,6 +254,13 @@ class QuantizePlan:
                     if grp is not None:
                         self._add_group(grp)
                         break
+        # An INT8 tensor times an FP32 per-(sample, channel) gate: squeeze-and-excitation.
+        # After the lookups: x · sigmoid(x) (swish in an SE branch) is one table, not a gate.
+        for name in g.order:
+            if name not in self.member:
+                grp = self._match_channel_mul(g.nodes[name])
+                if grp is not None:
+                    self._add_group(grp)
         # Shape-only ops between INT8 ops stay on uint8.
         changed = True
         while changed:
@@ -327,13 +339,14 @@ class QuantizePlan:
 
     def _prune(self):
         """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error.
-        An affine or a lookup must be both fed by and feeding INT8 ops: at an FP32
-        boundary it saves no conversion, and FP32 is exact."""
+        An affine, a lookup or a channel multiply must be both fed by and feeding INT8 ops:
+        at an FP32 boundary it saves no conversion, and FP32 is exact."""
         changed = True
         while changed:
             changed = False
             for out, grp in list(self.groups.items()):
-                affine = grp.attrs.get("affine", False) or grp.kind == "lookup"
+                affine = (grp.attrs.get("affine", False)
+                          or grp.kind in ("lookup", "channel_mul"))
                 if grp.kind in ("conv", "depthwise", "matmul") and not affine:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
@@ -502,6 +515,40 @@ class QuantizePlan:
             return None     # nothing per channel: a lookup table does it cheaper
         return grp
 
+    def _match_channel_mul(self, n):
+        """Mul(x, g) with x an INT8 tensor [N, ..., C] and g an FP32 tensor [N or 1, 1, ..., 1, C]
+        (a squeeze-and-excitation gate: EfficientNet, MobileNetV3, SE-ResNet) ⇒ Tfq8ChannelMul.
+        The gate stays FP32: its branch is a few values per sample and its producer writes
+        f32. Kept only between INT8 ops (_prune)."""
+        if (n.op != "Mul" or self._kept(n)
+                or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
+            return None
+        ins = [tensor_name(i) for i in self.g.data_inputs(n)]
+        if len(ins) != 2 or any(self.g.const_value(i) is not None for i in ins):
+            return None
+        try:
+            shapes = [self._shape(i) for i in ins]
+        except (KeyError, ValueError):
+            return None
+        for k in (0, 1):
+            x, gate = ins[k], ins[1 - k]
+            xs, gs = shapes[k], shapes[1 - k]
+            if (not self._is_int8_tensor(x) or xs.rank is None or xs.rank < 2
+                    or gs.rank != xs.rank or xs[-1] is None or gs[-1] != xs[-1]):
+                continue
+            if any(d != 1 for d in gs.as_list()[1:-1]):
+                continue
+            if gs[0] is not None and gs[0] != 1 and gs[0] != xs[0]:
+                continue
+            # both fit only when x is per-channel too: prefer the INT8 tensor with more values
+            if (k == 0 and self._is_int8_tensor(gate) and xs.num_elements() is not None
+                    and gs.num_elements() is not None
+                    and gs.num_elements() > xs.num_elements()):
+                continue
+            return Group("channel_mul", n.name, [n.name], [x],
+                         {"op": "Mul (per-channel gate)", "gate": gate})
+        return None
+
     def _match_lookup(self, x, first):
         """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and scalar
         constants only (starting at `first`), if it has exactly one output read elsewhere: a
@@ -646,7 +693,8 @@ class QuantizePlan:
         """FP32 tensors whose ranges the calibration must measure."""
         need = set()
         for grp in self.groups.values():
-            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat", "lookup"):
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat", "lookup",
+                            "channel_mul"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
                 if not self._is_int8_tensor(t):
@@ -704,6 +752,8 @@ class QuantizePlan:
                 cg = self.member.get(c)
                 if cg is not None and cg == own:
                     continue
+                if cg is None and g.nodes[c].op in SHAPE_READERS:
+                    continue    # reads only the shape: gets the uint8 tensor (emit)
                 if cg is not None and (t in self.groups[cg].inputs or t == self.groups[cg].summand):
                     int8 += 1
                 else:
@@ -743,7 +793,12 @@ class QuantizePlan:
         for name in g.order:
             n = g.nodes[name]
             if name not in replaced:
-                out.node.add().CopyFrom(n)
+                nd = out.node.add()
+                nd.CopyFrom(n)
+                src = tensor_name(n.input[0]) if n.input else None
+                if (n.op in SHAPE_READERS and src in int8_out and not needs_float(src)
+                        and n.attr["T"].type == tf.float32.as_datatype_enum):
+                    nd.attr["T"].type = tf.uint8.as_datatype_enum  # X is the uint8 tensor now
                 continue
             grp = self.groups[self.member[name]]
             if name != grp.out_node:
@@ -871,6 +926,16 @@ class QuantizePlan:
             table = self._lookup_table(grp, qp[grp.inputs[0]], qp[t])
             nd.input.append(self._const(out, nd.name + "/table", table, tf.uint8))
             a["function"].s = grp.attrs["function"].encode()
+        elif grp.kind == "channel_mul":
+            nd.op = "Tfq8ChannelMul"
+            nd.input.append(ins_q[0])
+            gate = grp.attrs["gate"]
+            nd.input.append(gate[:-2] if gate.endswith(":0") else gate)
+            qin = qp[grp.inputs[0]]
+            a["input_scale"].f = qin.scale
+            a["input_zero_point"].i = qin.zero_point
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
         elif grp.kind == "mean":
             nd.op = "Tfq8Mean"
             nd.input.append(ins_q[0])

@@ -168,12 +168,39 @@ bool CheckElementwise(Isa isa) {
   return true;
 }
 
+// Channel multiply: several rows of odd channel counts, gates with NaN/±inf/huge/negative
+// entries (NaN → lo; 0 · inf = NaN).
+bool CheckChannelMul(Isa isa) {
+  const float specials[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.0f, -0.0f, 0.5f, 2.0f};
+  for (size_t ch : {1, 7, 8, 9, 15, 16, 17, 33, 96, 130}) {
+    const size_t rows = 3;
+    std::vector<float> gate(ch), mult(ch);
+    for (size_t c = 0; c < ch; ++c) gate[c] = c < 9 && ch > 16 ? specials[c] : RandF(-2, 2);
+    std::vector<uint8_t> q(rows * ch), want(q.size()), got(q.size());
+    for (auto& v : q) v = static_cast<uint8_t>(Rand(0, 255));
+    for (int zi : {0, 128, 201}) {
+      for (int zo : {0, 128, 255}) {
+        const RequantizeParams rp = MakeRequantizeParams(0.02f, zi, 0.013f, zo);
+        ChannelMulMultipliers(ch, gate.data(), rp, mult.data());
+        qu8_vchanmul_ukernel__ref(rows, ch, q.data(), mult.data(), want.data(), rp);
+        GetChannelMulKernel(isa)(rows, ch, q.data(), mult.data(), got.data(), rp);
+        ++cases;
+        if (want != got) {
+          std::printf("FAIL channel mul ch%zu zi%d zo%d\n", ch, zi, zo);
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string which = argc > 1 ? argv[1] : "avx512vnni";
   const Isa isa = which == "avx2" ? Isa::kAvx2 : Isa::kAvx512Vnni;
-  if (!CheckPoolAdd(isa) || !CheckElementwise(isa)) return 1;
+  if (!CheckPoolAdd(isa) || !CheckElementwise(isa) || !CheckChannelMul(isa)) return 1;
   const int chans[] = {1, 3, 16, 17, 40, 64, 65, 96, 130};
   const int ks[][2] = {{3, 3}, {5, 5}, {1, 1}, {3, 1}, {2, 3}};
   for (int c : chans) {

@@ -1,5 +1,5 @@
 // Elementwise INT8 conversions: f32→u8 quantize, u8/s32→f32 dequantize, u8→u8 requantize,
-// u8→u8 table lookup.
+// u8→u8 table lookup, u8→u8 per-channel multiply by an f32 gate.
 // Numerics: docs/int8_numerics.md ("Quantize", "Dequantize", "Requantize and Concat").
 // One micro-kernel per ISA (files named after the function); Get*Kernel(isa) is the table.
 #ifndef TFQ8_KERNELS_CPU_ELEMENTWISE_H_
@@ -32,10 +32,18 @@ struct RequantizeParams {
 RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float out_scale,
                                       int out_zero_point);
 
+// Channel multiply (Tfq8ChannelMul, squeeze-excitation gates): every row of `channels` bytes is
+// multiplied channel by channel by mult[c] = gate[c] * (in_scale / out_scale), computed by the
+// caller with ChannelMulMultipliers; then t = float(q - in_zero_point) * mult[c], clamped as in
+// Quantize (NaN → lo) and rounded. Reuses RequantizeParams; its `mul` is unused.
+void ChannelMulMultipliers(size_t n, const float* gate, const RequantizeParams& p, float* mult);
+
 using QuantizeFn = void (*)(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
 using DequantizeU8Fn = void (*)(size_t n, const uint8_t* x, float* y, int32_t zero_point,
                                 float scale);
 using RequantizeFn = void (*)(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
+using ChannelMulFn = void (*)(size_t rows, size_t channels, const uint8_t* x, const float* mult,
+                              uint8_t* y, const RequantizeParams& p);
 
 void f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
 void f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
@@ -50,6 +58,13 @@ void qu8_vrequant_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const Re
 void qu8_vrequant_ukernel__avx512(size_t n, const uint8_t* x, uint8_t* y,
                                   const RequantizeParams& p);
 
+void qu8_vchanmul_ukernel__ref(size_t rows, size_t channels, const uint8_t* x, const float* mult,
+                               uint8_t* y, const RequantizeParams& p);
+void qu8_vchanmul_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x, const float* mult,
+                                uint8_t* y, const RequantizeParams& p);
+void qu8_vchanmul_ukernel__avx512(size_t rows, size_t channels, const uint8_t* x,
+                                  const float* mult, uint8_t* y, const RequantizeParams& p);
+
 // y[i] = table[x[i]] (Tfq8Lookup). Scalar on every ISA: a 256-entry byte table has no
 // vector formulation that beats a load per byte on AVX2 (vpshufb indexes 16 entries).
 void qu8_vlut_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table);
@@ -60,6 +75,7 @@ void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale
 QuantizeFn GetQuantizeKernel(Isa isa);
 DequantizeU8Fn GetDequantizeKernel(Isa isa);
 RequantizeFn GetRequantizeKernel(Isa isa);
+ChannelMulFn GetChannelMulKernel(Isa isa);
 
 }  // namespace tfq8
 

@@ -52,4 +52,23 @@ void qu8_vrequant_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const Re
   qu8_vrequant_ukernel__ref(n - i, x + i, y + i, p);
 }
 
+void qu8_vchanmul_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x, const float* mult,
+                                uint8_t* y, const RequantizeParams& p) {
+  const __m256 lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
+  const __m256i zi = _mm256_set1_epi32(p.in_zero_point), zo = _mm256_set1_epi32(p.out_zero_point);
+  const size_t body = channels & ~size_t{7};
+  for (size_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    for (size_t c = 0; c < body; c += 8) {
+      const __m256i q =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + c)));
+      __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zi)),
+                               _mm256_loadu_ps(mult + c));
+      t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);  // vmaxps returns lo for NaN in t
+      Store8(y + c, _mm256_add_epi32(_mm256_cvtps_epi32(t), zo));
+    }
+    if (body < channels)
+      qu8_vchanmul_ukernel__ref(1, channels - body, x + body, mult + body, y + body, p);
+  }
+}
+
 }  // namespace tfq8

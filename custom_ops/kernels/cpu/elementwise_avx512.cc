@@ -55,4 +55,22 @@ void qu8_vrequant_ukernel__avx512(size_t n, const uint8_t* x, uint8_t* y,
   }
 }
 
+void qu8_vchanmul_ukernel__avx512(size_t rows, size_t channels, const uint8_t* x,
+                                  const float* mult, uint8_t* y, const RequantizeParams& p) {
+  const __m512 lo = _mm512_set1_ps(p.lo), hi = _mm512_set1_ps(p.hi);
+  const __m512i zi = _mm512_set1_epi32(p.in_zero_point), zo = _mm512_set1_epi32(p.out_zero_point);
+  for (size_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    for (size_t c = 0; c < channels; c += 16) {
+      const size_t left = channels - c;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff)
+                                     : static_cast<__mmask16>((1u << left) - 1);
+      const __m512i q = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + c));
+      __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, zi)),
+                               _mm512_maskz_loadu_ps(m, mult + c));
+      t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);  // max(NaN, lo) = lo
+      _mm512_mask_cvtusepi32_storeu_epi8(y + c, m, _mm512_add_epi32(_mm512_cvtps_epi32(t), zo));
+    }
+  }
+}
+
 }  // namespace tfq8

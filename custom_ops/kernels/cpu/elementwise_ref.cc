@@ -47,6 +47,22 @@ void qu8_vrequant_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const Req
   }
 }
 
+void ChannelMulMultipliers(size_t n, const float* gate, const RequantizeParams& p, float* mult) {
+  for (size_t i = 0; i < n; ++i) mult[i] = gate[i] * p.mul;
+}
+
+void qu8_vchanmul_ukernel__ref(size_t rows, size_t channels, const uint8_t* x, const float* mult,
+                               uint8_t* y, const RequantizeParams& p) {
+  for (size_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    for (size_t c = 0; c < channels; ++c) {
+      float t = static_cast<float>(static_cast<int32_t>(x[c]) - p.in_zero_point) * mult[c];
+      t = t >= p.lo ? t : p.lo;  // NaN (a NaN gate, or 0 · inf) → lo, as in Quantize
+      t = t <= p.hi ? t : p.hi;
+      y[c] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.out_zero_point);
+    }
+  }
+}
+
 void qu8_vlut_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table) {
   size_t i = 0;
   for (; i + 4 <= n; i += 4) {  // four independent loads per iteration
@@ -87,6 +103,15 @@ RequantizeFn GetRequantizeKernel(Isa isa) {
     case Isa::kAvx512Vnni: return qu8_vrequant_ukernel__avx512;
     case Isa::kAvx2: return qu8_vrequant_ukernel__avx2;
     default: return qu8_vrequant_ukernel__ref;
+  }
+}
+
+ChannelMulFn GetChannelMulKernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAmx:
+    case Isa::kAvx512Vnni: return qu8_vchanmul_ukernel__avx512;
+    case Isa::kAvx2: return qu8_vchanmul_ukernel__avx2;
+    default: return qu8_vchanmul_ukernel__ref;
   }
 }
 

@@ -63,6 +63,19 @@ __global__ void LookupKernel(int64_t n, const uint8_t* __restrict__ x,
   TFQ8_GRID_STRIDE(i, n) { y[i] = t[x[i]]; }
 }
 
+__global__ void ChannelMulKernel(int64_t n, int64_t channels, int64_t rows_per_sample,
+                                 int per_sample, const uint8_t* __restrict__ x,
+                                 const float* __restrict__ gate, float ratio, int in_zp, float lo,
+                                 float hi, int out_zp, uint8_t* __restrict__ y) {
+  TFQ8_GRID_STRIDE(i, n) {
+    const int64_t row = i / channels, c = i - row * channels;
+    const int64_t g = (per_sample ? row / rows_per_sample * channels : 0) + c;
+    const float m = __fmul_rn(gate[g], ratio);  // the CPU's ChannelMulMultipliers, per element
+    const float t = __fmul_rn(__int2float_rn(static_cast<int>(x[i]) - in_zp), m);
+    y[i] = ClampRound(t, lo, hi, out_zp);
+  }
+}
+
 __global__ void AddKernel(int64_t n, const uint8_t* __restrict__ a, int a_zp, float a_mul,
                           const uint8_t* __restrict__ b, int b_zp, float b_mul,
                           uint8_t* __restrict__ y, float lo, float hi, int out_zp) {
@@ -183,6 +196,21 @@ cudaError_t tfq8_cuda_lookup(int64_t n, const uint8_t* x, const uint8_t* table, 
   if (n < 0 || table == nullptr) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   LookupKernel<<<GridFor(n), kBlock, 0, stream>>>(n, x, table, y);
+  return cudaGetLastError();
+}
+
+cudaError_t tfq8_cuda_channel_mul(int64_t n, int64_t channels, int64_t rows_per_sample,
+                                  int per_sample, const uint8_t* x, const float* gate,
+                                  float in_scale, int in_zp, float out_scale, int out_zp,
+                                  uint8_t* y, cudaStream_t stream) {
+  if (n < 0 || BadQ(in_scale, in_zp) || BadQ(out_scale, out_zp)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  if (channels < 1 || rows_per_sample < 1 || n % channels != 0 || gate == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  ChannelMulKernel<<<GridFor(n), kBlock, 0, stream>>>(
+      n, channels, rows_per_sample, per_sample, x, gate, RatioF(in_scale, out_scale), in_zp,
+      static_cast<float>(-out_zp), static_cast<float>(255 - out_zp), out_zp, y);
   return cudaGetLastError();
 }
 

@@ -42,6 +42,14 @@ cudaError_t tfq8_cuda_requantize(int64_t n, const uint8_t* x, uint8_t* y, float 
 cudaError_t tfq8_cuda_lookup(int64_t n, const uint8_t* x, const uint8_t* table, uint8_t* y,
                              cudaStream_t stream);
 
+/* Tfq8ChannelMul: x has n elements in rows of `channels`, rows_per_sample rows per sample; the
+ * f32 gate (device memory) has one row of `channels` per sample (per_sample != 0) or one shared
+ * row. y = rne(clamp(float(x - in_zp) * (gate * f32(in_scale / out_scale)))) + out_zp. */
+cudaError_t tfq8_cuda_channel_mul(int64_t n, int64_t channels, int64_t rows_per_sample,
+                                  int per_sample, const uint8_t* x, const float* gate,
+                                  float in_scale, int in_zero_point, float out_scale,
+                                  int out_zero_point, uint8_t* y, cudaStream_t stream);
+
 enum Tfq8Activation { TFQ8_ACT_NONE = 0, TFQ8_ACT_RELU = 1, TFQ8_ACT_RELU6 = 2, TFQ8_ACT_CLIP = 3 };
 
 /* Elementwise add of two u8 tensors of n elements with their own (scale, zp); activation NONE,

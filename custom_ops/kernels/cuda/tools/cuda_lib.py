@@ -72,6 +72,7 @@ class Lib:
         L.tfq8_cuda_dequantize_s32.argtypes = [i64, vp, vp, f, vp]
         L.tfq8_cuda_requantize.argtypes = [i64, vp, vp, f, i, f, i, vp]
         L.tfq8_cuda_lookup.argtypes = [i64, vp, vp, vp, vp]
+        L.tfq8_cuda_channel_mul.argtypes = [i64, i64, i64, i, vp, vp, f, i, f, i, vp, vp]
         L.tfq8_cuda_add.argtypes = [i64, vp, f, i, vp, f, i, vp, f, i, i, vp]
         L.tfq8_cuda_concat.argtypes = [i, ctypes.POINTER(vp), ctypes.POINTER(i64),
                                        ctypes.POINTER(f), ctypes.POINTER(i), i64, i64, vp, f, i,

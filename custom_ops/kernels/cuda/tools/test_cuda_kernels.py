@@ -104,6 +104,26 @@ def test_elementwise(ck, rng):
             L.free_all()
 
 
+def test_channel_mul(ck, rng):
+    L = ck.lib
+    for shape in ((1, 1), (2, 5, 7, 8), (3, 4, 4, 17), (2, 9, 9, 96), (4, 150, 130)):
+        q = rng_u8(rng, shape)
+        n, c = q.size, shape[-1]
+        gshape = (shape[0],) + (1,) * (len(shape) - 2) + (c,)
+        for per_sample in (True, False):
+            gate = rng.uniform(-1.5, 1.5, gshape if per_sample else (1,) + gshape[1:])
+            gate = gate.astype(np.float32)
+            gate.flat[:3] = [np.nan, np.inf, 0.0] if gate.size >= 3 else gate.flat[:3]
+            for si, zi, so, zo in ((0.02, 0, 0.015, 0), (0.1, 37, 0.007, 201)):
+                dq, dg, dy = L.to_dev(q), L.to_dev(gate), L.empty(n, np.uint8)
+                L.check(L.L.tfq8_cuda_channel_mul(n, c, n // c // shape[0], int(per_sample), dq,
+                                                  dg, si, zi, so, zo, dy, None), "channel_mul")
+                ck.same("channel_mul", L.to_host(dy, n, np.uint8).reshape(shape),
+                        ref.channel_mul(q, gate, si, zi, so, zo),
+                        f"{shape} per_sample={per_sample} {si}/{zi} -> {so}/{zo}")
+        L.free_all()
+
+
 def test_add(ck, rng):
     L = ck.lib
     for n in (1, 33, 100000):
@@ -351,7 +371,8 @@ def main():
     ck = Checker(lib, args.verbose)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    for name, fn in (("elementwise", test_elementwise), ("add", test_add),
+    for name, fn in (("elementwise", test_elementwise), ("channel_mul", test_channel_mul),
+                     ("add", test_add),
                      ("concat", test_concat), ("pools", test_pools)):
         fn(ck, rng)
         print(f"{name}: {ck.passed} passed, {ck.failed} failed so far")
