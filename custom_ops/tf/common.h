@@ -138,6 +138,21 @@ inline ::tensorflow::Status CheckQParams(const std::string& what, float scale, i
   return ::tensorflow::OkStatus();
 }
 
+// input_/output_ scale and zero point of a u8 → u8 op (Requantize, ChannelMul), validated.
+struct InOutQParams {
+  float in_scale, out_scale;
+  int in_zero_point, out_zero_point;
+};
+inline ::tensorflow::Status ReadInOutQParams(::tensorflow::OpKernelConstruction* ctx,
+                                             InOutQParams* q) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("input_scale", &q->in_scale));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("input_zero_point", &q->in_zero_point));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("output_scale", &q->out_scale));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("output_zero_point", &q->out_zero_point));
+  TF_RETURN_IF_ERROR(CheckQParams("input", q->in_scale, q->in_zero_point));
+  return CheckQParams("output", q->out_scale, q->out_zero_point);
+}
+
 // Tfq8Lookup's table: a vector of 256 entries (CPU and GPU kernels).
 inline ::tensorflow::Status CheckLookupTable(const std::string& node,
                                              const ::tensorflow::Tensor& table) {

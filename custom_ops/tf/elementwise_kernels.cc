@@ -97,15 +97,9 @@ class DequantizeOp : public OpKernel {
 class RequantizeOp : public OpKernel {
  public:
   explicit RequantizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    float si, so;
-    int zi, zo;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &si));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &zi));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", si, zi));
-    OP_REQUIRES_OK(ctx, CheckQParams("output", so, zo));
-    params_ = MakeRequantizeParams(si, zi, so, zo);
+    InOutQParams q;
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q));
+    params_ = MakeRequantizeParams(q.in_scale, q.in_zero_point, q.out_scale, q.out_zero_point);
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -145,15 +139,9 @@ class LookupOp : public OpKernel {
 class ChannelMulOp : public OpKernel {
  public:
   explicit ChannelMulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    float si, so;
-    int zi, zo;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &si));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &zi));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", si, zi));
-    OP_REQUIRES_OK(ctx, CheckQParams("output", so, zo));
-    params_ = MakeRequantizeParams(si, zi, so, zo);
+    InOutQParams q;
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q));
+    params_ = MakeRequantizeParams(q.in_scale, q.in_zero_point, q.out_scale, q.out_zero_point);
   }
 
   void Compute(OpKernelContext* ctx) override {

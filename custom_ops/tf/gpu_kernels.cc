@@ -115,12 +115,7 @@ class DequantizeGpuOp : public OpKernel {
 class RequantizeGpuOp : public OpKernel {
  public:
   explicit RequantizeGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &si_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &zi_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo_));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", si_, zi_));
-    OP_REQUIRES_OK(ctx, CheckQParams("output", so_, zo_));
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q_));
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
@@ -128,14 +123,14 @@ class RequantizeGpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
     OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_requantize(in.NumElements(),
                                                         in.flat<uint8_t>().data(),
-                                                        out->flat<uint8_t>().data(), si_, zi_,
-                                                        so_, zo_, GpuStream(ctx)),
+                                                        out->flat<uint8_t>().data(), q_.in_scale,
+                                                        q_.in_zero_point, q_.out_scale,
+                                                        q_.out_zero_point, GpuStream(ctx)),
                                    "Tfq8Requantize"));
   }
 
  private:
-  float si_, so_;
-  int zi_, zo_;
+  InOutQParams q_;
 };
 
 class LookupGpuOp : public OpKernel {
@@ -157,12 +152,7 @@ class LookupGpuOp : public OpKernel {
 class ChannelMulGpuOp : public OpKernel {
  public:
   explicit ChannelMulGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_scale", &in_scale_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_zero_point", &in_zp_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &out_scale_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &out_zp_));
-    OP_REQUIRES_OK(ctx, CheckQParams("input", in_scale_, in_zp_));
-    OP_REQUIRES_OK(ctx, CheckQParams("output", out_scale_, out_zp_));
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q_));
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& in = ctx->input(0);
@@ -175,15 +165,14 @@ class ChannelMulGpuOp : public OpKernel {
     const int64_t rows_per_sample = in.NumElements() / channels / in.dim_size(0);
     OP_REQUIRES_OK(ctx, CudaStatus(tfq8_cuda_channel_mul(
                             in.NumElements(), channels, rows_per_sample, gate.dim_size(0) != 1,
-                            in.flat<uint8_t>().data(), gate.flat<float>().data(), in_scale_,
-                            in_zp_, out_scale_, out_zp_, out->flat<uint8_t>().data(),
-                            GpuStream(ctx)),
+                            in.flat<uint8_t>().data(), gate.flat<float>().data(), q_.in_scale,
+                            q_.in_zero_point, q_.out_scale, q_.out_zero_point,
+                            out->flat<uint8_t>().data(), GpuStream(ctx)),
                         "Tfq8ChannelMul"));
   }
 
  private:
-  float in_scale_, out_scale_;
-  int in_zp_, out_zp_;
+  InOutQParams q_;
 };
 
 // ---- Conv2D / DepthwiseConv2D / MatMul -----------------------------------------------------
