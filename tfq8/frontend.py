@@ -115,7 +115,7 @@ def freeze_concrete_function(cf, signature_name: str = "serving_default",
     n_in = len(flat_specs)
     if input_names is None:
         input_names = _input_names(cf, n_in)
-    graph_def = _freeze(cf)
+    graph_def = _allow_inlining(_freeze(cf))
     in_tensors = cf.inputs[:n_in]
     if any(t.dtype == tf.resource for t in in_tensors):
         raise ModelError("the function's signature takes a resource tensor; only data tensors "
@@ -316,6 +316,25 @@ def _freeze(cf) -> graph_pb2.GraphDef:
     except Exception as e:  # TF raises many kinds here; say what failed and keep the cause
         raise ModelError(f"could not freeze the function's variables into constants: "
                          f"{type(e).__name__}: {e}") from e
+    return graph_def
+
+
+# Function attributes that stop Grappler's function inliner. Keras 3 wraps grouped
+# convolutions (ConvNeXt's depthwise convs) in a ``jit_compile`` function marked both ways,
+# because stock TF once lacked grouped convs on CPU; the Conv2D inside runs without XLA.
+_NO_INLINE_ATTRS = ("_noinline", "_XlaMustCompile")
+
+
+def _allow_inlining(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """Drops the XLA/no-inline markers from the library functions and their call sites so
+    that Grappler inlines every call; a frozen graph for tfq8 has no function calls left."""
+    for fdef in graph_def.library.function:
+        for key in _NO_INLINE_ATTRS:
+            if key in fdef.attr:
+                del fdef.attr[key]
+    for node in graph_def.node:
+        if node.op in _CALLS and "_XlaMustCompile" in node.attr:
+            del node.attr["_XlaMustCompile"]
     return graph_def
 
 

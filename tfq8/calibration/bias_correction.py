@@ -92,6 +92,12 @@ def mean_output(site: CorrectionSite, mean_input: np.ndarray, w: np.ndarray) -> 
     if site.kind == "depthwise":
         c, m = w.shape[2], w.shape[3]
         return np.einsum("ijc,ijcm->cm", taps, w).reshape(c * m)
+    ci, co = w.shape[2], w.shape[3]
+    groups = taps.shape[2] // ci    # a grouped conv: group g reads channels [g·ci, (g+1)·ci)
+    if groups > 1:
+        taps = taps.reshape(kh, kw, groups, ci)
+        return np.einsum("ijgc,ijcgo->go", taps,
+                         w.reshape(kh, kw, ci, groups, co // groups)).reshape(co)
     return np.einsum("ijc,ijco->o", taps, w)
 
 

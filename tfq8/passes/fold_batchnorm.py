@@ -16,7 +16,9 @@ BiasAdd(c): t ← t + c; Sub(·, c): t ← t − c; Sub(c, ·): (s, t) ← (−s
 Conv2D filters are HWIO ([kh, kw, I, O]); depthwise filters are [kh, kw, C, m] with output
 channel o = c·m + j, so s is reshaped to [C, m]; MatMul weights are [K, N] ([N, K] with
 transpose_b). The new BiasAdd takes the name of the chain's last node (consumers need no
-rewiring), the linear op keeps its own name.
+rewiring), the linear op keeps its own name. After a grouped Conv2D the bias is an AddV2 of a
+[C] constant instead (same values): TF's run-time remapper would fuse Conv2D → BiasAdd into a
+_FusedConv2D, which has no grouped convs on CPU.
 
 A batch norm with no linear op before it (pre-activation ResNets) becomes a per-channel affine,
 
@@ -44,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfq8.graph import Editor, GraphIndex, get_attr, make_node, parse_input
+from tfq8.passes.grouped_conv import conv_groups
 from tfq8.passes.pipeline import Notes, Pass, PassContext, PassResult
 
 LINEAR = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
@@ -79,9 +82,20 @@ class FoldBatchNorm(Pass):
         # 1. Backward: L → chain of affines ⇒ L(W') → BiasAdd.
         index = ctx.index(graph_def)
         ed = Editor(graph_def, ctx.outputs)
+        shapes = []     # inferred once, on the first Conv2D fold (to tell grouped convs)
+
+        def bias_op(lin):
+            # TF's remapper fuses Conv2D → BiasAdd into a _FusedConv2D at run time, which
+            # fails on grouped convs; it leaves Conv2D → AddV2 alone.
+            if lin.op != "Conv2D":
+                return "BiasAdd"
+            if not shapes:
+                shapes.append(ctx.shapes(graph_def))
+            return "BiasAdd" if conv_groups(index, shapes[0], lin) == 1 else "AddV2"
+
         for node in list(graph_def.node):
             if node.op in LINEAR:
-                _fold_backward(index, ed, node, notes)
+                _fold_backward(index, ed, node, notes, bias_op)
         if ed.changed:
             graph_def, changed = ed.finish(), True
         # 2. Batch norms left alone ⇒ Mul + AddV2.
@@ -210,7 +224,7 @@ def _feeds_only(index: GraphIndex, name: str) -> Tuple[Optional[str], str]:
 
 
 # ==================================================================== 1. backward
-def _fold_backward(index: GraphIndex, ed: Editor, lin, notes: Notes) -> None:
+def _fold_backward(index: GraphIndex, ed: Editor, lin, notes: Notes, bias_op) -> None:
     # Pattern: walk forward from L while its only consumer is a per-channel affine.
     chain: List = []
     affine = Affine()
@@ -240,9 +254,12 @@ def _fold_backward(index: GraphIndex, ed: Editor, lin, notes: Notes) -> None:
         affine.then(*step)
         chain.append(nxt)
         cur = nxt
-    if not chain or [n.op for n in chain] == ["BiasAdd"]:
-        return  # nothing to fold: already L → BiasAdd
-    _rewrite_backward(ed, lin, w, channels, chain, affine)
+    if not chain:
+        return
+    op = bias_op(lin)
+    if len(chain) == 1 and chain[0].op == op and (op == "BiasAdd" or affine.t.size > 1):
+        return  # nothing to fold: already L → BiasAdd(b)
+    _rewrite_backward(ed, lin, w, channels, chain, affine, op)
     notes.rewrite(chain[-1].name, f"folded {' → '.join(n.op for n in chain)} into "
                                   f"{lin.name} ({lin.op})")
 
@@ -263,7 +280,8 @@ def _scale_out(lin, w: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out.astype(w.dtype)
 
 
-def _rewrite_backward(ed: Editor, lin, w, channels, chain, affine: Affine) -> None:
+def _rewrite_backward(ed: Editor, lin, w, channels, chain, affine: Affine,
+                      op: str = "BiasAdd") -> None:
     if not affine.is_shift_only:
         s = np.broadcast_to(affine.s, (channels,))
         w_name = ed.add_const(lin.name + "/folded_filter", _scale_out(lin, w, s),
@@ -274,8 +292,8 @@ def _rewrite_backward(ed: Editor, lin, w, channels, chain, affine: Affine) -> No
     b_name = ed.add_const(last.name + "/folded_bias", bias, before=last.name)
     for n in chain[:-1]:
         ed.remove(n.name)
-    ed.replace(make_node("BiasAdd", last.name, [lin.name, b_name],
-                         {"T": tf.float32, "data_format": "NHWC"}, device=last.device))
+    attrs = {"T": tf.float32} if op == "AddV2" else {"T": tf.float32, "data_format": "NHWC"}
+    ed.replace(make_node(op, last.name, [lin.name, b_name], attrs, device=last.device))
 
 
 # ==================================================================== 2. standalone BN

@@ -30,7 +30,9 @@ nodes, so the quantizer has one API for all three kinds (``FusionGroup.nodes`` l
 names; ``FusionGroup.output`` is the last one). The pass notes each depthwise group.
 
 Refused (with a note): intermediates with other consumers, graph outputs or control edges,
-non-constant weights or bias (an INT8 op needs constant weights), non-NHWC, non-float32.
+non-constant weights or bias (an INT8 op needs constant weights), non-NHWC, non-float32, and
+grouped Conv2Ds (fewer filter input channels than input channels; or unknown input channels):
+TF 2.21's CPU _FusedConv2D raises "does not support grouped convolutions".
 LeakyRelu/Elu are not fused: tfq8's INT8 ops implement Relu and Relu6 only.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tfq8.graph import Any, Const, Editor, GraphIndex, Op, get_attr, make_node, match, set_attr
+from tfq8.passes.grouped_conv import conv_groups
 from tfq8.passes.pipeline import Pass, PassContext, PassResult
 
 ACTIVATIONS = ("Relu", "Relu6")
@@ -95,6 +98,7 @@ class FuseActivations(Pass):
         index = ctx.index(graph_def)
         ed = Editor(graph_def, ctx.outputs)
         claimed = set()
+        shapes = None   # inferred on the first Conv2D match (to tell grouped convs)
         for with_act, roots in ((True, set(ACTIVATIONS)), (False, {"BiasAdd"})):
             for node in graph_def.node:
                 if node.op not in roots or node.name in claimed:
@@ -106,6 +110,16 @@ class FuseActivations(Pass):
                     continue
                 if any(n in claimed for n in m.matched):
                     continue
+                if m["conv"].op == "Conv2D":
+                    if shapes is None:
+                        shapes = ctx.shapes(graph_def)
+                    groups = conv_groups(index, shapes, m["conv"])
+                    if groups != 1:
+                        notes.refuse(node.name, "not fused: " + (
+                            f"{m['conv'].name} is a grouped convolution ({groups} groups), "
+                            "which TF's _FusedConv2D does not run" if groups else
+                            f"input channels of {m['conv'].name} unknown (grouped?)"))
+                        continue
                 claimed.update(m.matched)
                 _fuse(ed, m, with_act)
                 notes.rewrite(node.name, f"{' + '.join(reversed([index.node(n).op for n in m.matched]))}"

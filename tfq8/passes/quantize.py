@@ -376,6 +376,20 @@ class QuantizePlan:
             self._refuse(n, f"dtype {tf.dtypes.as_dtype(n.attr['T'].type).name} is not float32")
             return None
         attrs = {"weights": w.astype(np.float32), "op": n.op}
+        if kind == "conv":
+            shape = self._shape(ins[0])
+            c = shape[-1] if shape.rank == 4 else None
+            if c is None:
+                self._refuse(n, "input channel count is unknown (needed to tell a grouped conv)")
+                return None
+            if c != w.shape[2]:
+                # A grouped conv (the grouped_conv pass made one-channel groups depthwise).
+                groups = c // w.shape[2]
+                if c % w.shape[2] or w.shape[3] % groups:
+                    self._refuse(n, f"filter {list(w.shape)} does not divide {c} input "
+                                    "channels into groups")
+                    return None
+                attrs["groups"] = groups
         bias = None
         activation = "NONE"
         if n.op.startswith("_Fused"):
@@ -454,7 +468,7 @@ class QuantizePlan:
             grp.nodes.append(nxt.name)
             out = nxt.name
         elif (activation == "NONE" and kind == "conv" and nxt is not None and nxt.op in ADD_OPS
-              and not self._kept(nxt)):
+              and not self._kept(nxt) and "groups" not in grp.attrs):
             others = [i for i in g.data_inputs(nxt) if node_of(i) != out]
             if len(others) == 1 and g.const_value(others[0]) is None:
                 skip = others[0]
@@ -840,6 +854,45 @@ class QuantizePlan:
                                                                        dtype=dtype))
         return name
 
+    def _split_groups(self, nd, out, groups, wq, bias, scales):
+        """Turns the Tfq8Conv2D ``nd`` of a grouped conv into ``groups`` Tfq8Conv2Ds, each on
+        its slice of the input channels (a stock uint8 Slice), and ``nd`` itself into the
+        ConcatV2 of their outputs: tfq8's INT8 conv has no groups. Every part has the same
+        input and output qparams, so the result equals one grouped op's, value for value."""
+        cin, o = wq.shape[2], wq.shape[3] // groups
+        bias = np.broadcast_to(np.asarray(bias, np.float32).reshape(-1), (wq.shape[3],))
+        scales = np.asarray(scales, np.float32).reshape(-1)
+        x, base = nd.input[0], nd.name
+        size = self._const(out, f"{base}/group_size", [-1, -1, -1, cin], tf.int32)
+        parts = []
+        for k in range(groups):
+            sl = out.node.add()
+            sl.name, sl.op = f"{base}/group_{k}/input", "Slice"
+            sl.input.extend([x, self._const(out, f"{base}/group_{k}/begin",
+                                             [0, 0, 0, k * cin], tf.int32), size])
+            sl.attr["T"].type = tf.uint8.as_datatype_enum
+            sl.attr["Index"].type = tf.int32.as_datatype_enum
+            part = out.node.add()
+            part.CopyFrom(nd)
+            part.name = f"{base}/group_{k}"
+            cols = slice(k * o, (k + 1) * o)
+            del part.input[:]
+            part.input.extend([
+                sl.name,
+                self._const(out, f"{part.name}/filter", wq[..., cols], tf.int8),
+                self._const(out, f"{part.name}/bias", bias[cols], tf.float32),
+                self._const(out, f"{part.name}/filter_scale",
+                            scales if scales.size == 1 else scales[cols], tf.float32)])
+            parts.append(part.name)
+        out_type = nd.attr["out_type"].type
+        nd.op = "ConcatV2"
+        nd.ClearField("attr")
+        del nd.input[:]
+        nd.input.extend(parts + [self._const(out, f"{base}/group_axis", 3, tf.int32)])
+        nd.attr["N"].i = groups
+        nd.attr["T"].type = out_type
+        nd.attr["Tidx"].type = tf.int32.as_datatype_enum
+
     def _emit_group(self, grp, nd, ins_q, summand_q, qp, t, fuse_f32, out) -> LayerReport:
         rep = LayerReport(node=grp.out_node, op=grp.attrs["op"], int8=True,
                           input_qparams=[qp[i] for i in grp.inputs if i in qp],
@@ -914,6 +967,8 @@ class QuantizePlan:
                 a["strides"].list.i.extend(grp.attrs["strides"])
                 a["dilations"].list.i.extend(grp.attrs["dilations"])
                 a["explicit_paddings"].list.i.extend(grp.attrs["pads"])
+            if "groups" in grp.attrs:
+                self._split_groups(nd, out, grp.attrs["groups"], wq, grp.attrs["bias"], scales)
         elif grp.kind in ("maxpool", "avgpool"):
             nd.op = "Tfq8MaxPool" if grp.kind == "maxpool" else "Tfq8AvgPool"
             nd.input.append(ins_q[0])

@@ -1,0 +1,133 @@
+"""Grouped convolutions (Keras ``Conv2D(groups=...)``: ConvNeXt, RegNet, ResNeXt).
+
+Keras 3 wraps them in a ``jit_compile`` function that Grappler would not inline; the frontend
+must still freeze them. One-channel groups become TF depthwise convs (FP32 values unchanged:
+the same products summed per output), wider groups stay grouped Conv2Ds that TF's run-time
+remapper must not be able to fuse (its _FusedConv2D has no groups on CPU), and the quantizer
+runs them as one INT8 conv per group — bit-exact with the numpy reference per group.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfq8
+from tfq8.frontend import load_model
+from tfq8.passes import PassContext, default_pipeline
+from tests.ops import numpy_ref
+
+RNG = np.random.default_rng(3)
+
+
+def _grouped_model():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((12, 12, 8))
+    y = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    y = keras.layers.Conv2D(16, 7, padding="same", groups=16)(y)            # depthwise, m = 1
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.Conv2D(32, 3, padding="same", groups=16, use_bias=False)(y)  # m = 2
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(32, 3, padding="same", groups=4, use_bias=False)(y)  # 4 × 8 channels
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(16, 3, strides=2, padding="same", groups=2)(y)   # strided, 2 × 16
+    y = keras.layers.Conv2D(8, 1)(y)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(y))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(RNG.uniform(0.5, 1.5, c))
+            layer.beta.assign(RNG.normal(0, 0.1, c))
+            layer.moving_mean.assign(RNG.normal(0, 0.1, c))
+            layer.moving_variance.assign(RNG.uniform(0.5, 2.0, c))
+    return model
+
+
+def _run(graph_def, feeds, fetches, config=None):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph, config=config) as sess:
+        return sess.run([graph.get_tensor_by_name(t) for t in fetches],
+                        {graph.get_tensor_by_name(k): v for k, v in feeds.items()})
+
+
+def test_fp32_passes_keep_values_and_leave_no_fusable_grouped_conv():
+    model = _grouped_model()
+    frozen = load_model(model)    # used to fail: "a function call Grappler did not inline"
+    assert {n.op for n in frozen.graph_def.node}.isdisjoint(
+        {"PartitionedCall", "StatefulPartitionedCall"})
+    result = default_pipeline().run(frozen.graph_def, PassContext.for_model(frozen))
+    gd = result.graph_def
+    rewrites = result.results["grouped_conv"].rewrites
+    assert len(rewrites) == 2 and "multiplier 2" in rewrites[1].message, rewrites
+    ops = [n.op for n in gd.node]
+    assert ops.count("DepthwiseConv2dNative") == 2 and ops.count("Conv2D") == 4, ops
+    # the BN folded into the 4-group conv is an AddV2 bias, which the remapper leaves alone
+    by_name = {n.name: n for n in gd.node}
+    grouped = [n.name for n in gd.node if n.op == "Conv2D"
+               and by_name[n.input[1]].attr["value"].tensor.tensor_shape.dim[2].size == 8]
+    readers = [n.op for n in gd.node if any(i.split(":")[0] in grouped for i in n.input)]
+    assert len(grouped) == 2 and "BiasAdd" not in readers and "AddV2" in readers, readers
+    x = RNG.normal(0, 1, (3, 12, 12, 8)).astype(np.float32)
+    want = model(x).numpy()
+    feeds = {frozen.inputs[0].tensor: x}
+    # Default Session config: TF's own Grappler (remapper on) runs too. A grouped conv
+    # followed by BiasAdd → Relu would be fused there and fail.
+    (got,) = _run(gd, feeds, [frozen.outputs[0].tensor])
+    # FP32 reassociation (folded BN, depthwise summation order): float rounding only
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_grouped_convs_run_as_int8_convs_per_group_bit_exactly():
+    model = _grouped_model()
+    x = RNG.normal(0, 1, (24, 12, 12, 8)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], tfq8.QuantConfig(verbose=False, method="minmax"))
+    rep = q.report()
+    assert all(r["int8"] for r in rep["layers"]), [r for r in rep["layers"] if not r["int8"]]
+    assert "Conv2D" not in rep["fp32_ops"] and "DepthwiseConv2dNative" not in rep["fp32_ops"]
+    nodes = {n.name: n for n in q.graph_def.node}
+    concats = [n for n in q.graph_def.node if n.op == "ConcatV2"]
+    assert sorted(n.attr["N"].i for n in concats) == [2, 4], [n.name for n in concats]
+    ops = [n.op for n in q.graph_def.node]
+    assert ops.count("Tfq8DepthwiseConv2D") == 2 and ops.count("Tfq8Conv2D") == 1 + 4 + 2 + 1
+
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    for cat in concats:
+        parts = [nodes[i] for i in cat.input[:-1]]
+        x_name = nodes[parts[0].input[0]].input[0]
+        got, xq = _run(q.graph_def, {feed: x[16:]}, [cat.name + ":0", x_name + ":0"])
+        assert got.dtype == np.uint8 and xq.dtype == np.uint8
+        cin = xq.shape[-1] // len(parts)
+        want = []
+        for k, part in enumerate(parts):
+            w, b, s = (tf.make_ndarray(nodes[part.input[i]].attr["value"].tensor)
+                       for i in (1, 2, 3))
+            assert w.shape[2] == cin
+            a = part.attr
+            want.append(numpy_ref.conv2d(
+                xq[..., k * cin:(k + 1) * cin], w, b, s, input_scale=a["input_scale"].f,
+                input_zero_point=a["input_zero_point"].i, strides=list(a["strides"].list.i),
+                pads=list(a["explicit_paddings"].list.i), activation=a["activation"].s.decode(),
+                output_scale=a["output_scale"].f, output_zero_point=a["output_zero_point"].i))
+        np.testing.assert_array_equal(got, np.concatenate(want, -1), err_msg=cat.name)
+
+    fp32 = model(x[16:]).numpy()
+    out = q(x[16:]).numpy()
+    cos = np.sum(fp32 * out, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(out, axis=1))
+    # six INT8 layers on a small random model: ~1e-3 relative noise per layer
+    assert cos.min() >= 0.995, cos
+
+
+def test_grouped_convs_kept_fp32_still_run_and_are_reported():
+    model = _grouped_model()
+    x = RNG.normal(0, 1, (8, 12, 12, 8)).astype(np.float32)
+    grouped = [layer.name for layer in model.layers
+               if getattr(layer, "groups", 1) > 1 and layer.kernel.shape[2] > 1]
+    assert len(grouped) == 2
+    q = tfq8.quantize(model, x, tfq8.QuantConfig(verbose=False, keep_fp32=grouped))
+    kept = [r for r in q.report()["layers"] if not r["int8"]]
+    assert len(kept) == 2 and all("kept in FP32" in r["reason"] for r in kept), kept
+    assert q.report()["fp32_ops"].get("Conv2D") == 2
+    # the grouped convs run in TF (its run-time remapper must not fuse them)
+    want = model(x).numpy()
+    np.testing.assert_allclose(q(x).numpy(), want, atol=0.05 * np.abs(want).max())
