@@ -47,6 +47,9 @@ MODELS = {
                                                                    input_shape=(224, 224, 3)),
     "mobilenetv3large": lambda: tf.keras.applications.MobileNetV3Large(
         weights=None, input_shape=(224, 224, 3)),
+    # grouped (depthwise) convs, Dense on NHWC as 1×1 convs, GELU tables, FP32 LayerNorms
+    "convnexttiny": lambda: tf.keras.applications.ConvNeXtTiny(weights=None,
+                                                               input_shape=(224, 224, 3)),
 }
 
 

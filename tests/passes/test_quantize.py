@@ -419,3 +419,53 @@ def test_channel_mul_at_an_fp32_boundary_stays_fp32():
     model = keras.Model(inp, keras.layers.Multiply()([x, g]))   # read by the output only
     q = tfq8.quantize(model, RNG.normal(0, 1, (16, 6, 6, 3)).astype(np.float32), _config())
     assert "Tfq8ChannelMul" not in _ops(q) and "Mul" in q.report()["fp32_ops"]
+
+
+def _movement_model():
+    inp = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    up = keras.layers.UpSampling2D(2)(keras.layers.MaxPooling2D(2)(a))   # ExpandDims/Tile/Reshape
+    b = keras.layers.Conv2D(8, 1, activation="relu")(a)
+    s = keras.layers.Add()([up, b])
+    d2s = keras.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(s)          # [16, 16, 2]
+    pad = keras.layers.Lambda(lambda t: tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]],
+                                               mode="REFLECT"))(d2s)
+    out = keras.layers.Conv2D(4, 3)(pad)
+    return keras.Model(inp, out)
+
+
+def test_data_movement_between_int8_ops_runs_on_uint8_exactly():
+    keras.utils.set_random_seed(9)
+    model = _movement_model()
+    x = RNG.normal(0, 1, (24, 8, 8, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    rep = q.report()
+    moving = rep["stock_ops_on_int8"]
+    # the upsampling chain, the rearrangement and the reflection padding all move uint8 data
+    for op in ("Tile", "DepthToSpace", "MirrorPad"):
+        assert moving.get(op), moving
+    # so the graph is INT8 from the input Quantize to the last conv: no conversion between
+    ops = _ops(q)
+    assert ops.get("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    assert ops.get("Tfq8Add") == 1, ops
+
+    # Movement is exact: each op's uint8 output is numpy's movement of its uint8 input.
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    checks = {
+        "DepthToSpace": lambda t: tf.nn.depth_to_space(t, 2).numpy(),
+        "MirrorPad": lambda t: np.pad(t, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect"),
+    }
+    for op, fn in checks.items():
+        (nd,) = [n for n in q.graph_def.node if n.op == op]
+        src, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [nd.input[0], nd.name])
+        assert src.dtype == np.uint8 and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, fn(src), err_msg=op)
+    # the upsampled tensor (the Add's first input) is the pooled uint8 tensor repeated 2×2
+    (add,) = [n for n in q.graph_def.node if n.op == "Tfq8Add"]
+    (pool,) = [n for n in q.graph_def.node if n.op == "Tfq8MaxPool"]
+    pooled, up = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [pool.name, add.input[0]])
+    np.testing.assert_array_equal(up, pooled.repeat(2, 1).repeat(2, 2))
+
+    fp32 = model(x[16:]).numpy()
+    cos = _cosine(fp32, q(x[16:]).numpy())
+    assert cos.min() >= 0.995, cos   # 4 INT8 layers and an add on a random model

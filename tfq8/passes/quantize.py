@@ -54,8 +54,12 @@ from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
 ACT_OPS = {"Relu": "RELU", "Relu6": "RELU6"}
 POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
-# Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale.
-PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice"}
+# Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale: they only
+# select, repeat or reorder elements (nearest-neighbour upsampling, Keras' repeat-based
+# UpSampling2D, reflection padding, space/depth rearrangements).
+PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice",
+                   "Tile", "Transpose", "ResizeNearestNeighbor", "MirrorPad", "DepthToSpace",
+                   "SpaceToDepth", "BatchToSpaceND"}
 ADD_OPS = {"AddV2", "Add"}
 # Ops that read only a tensor's shape (Keras' dynamic Reshape in SE blocks): they take the uint8
 # tensor as it is, so an INT8 output needs no Dequantize for them.
@@ -214,6 +218,9 @@ class QuantizePlan:
                 continue
             if grp is not None:
                 self._add_group(grp)
+        # Movement ops (reshape, upsampling, slices) carry INT8 tensors on to the adds, tables
+        # and gates below; each stage below sweeps them again.
+        self._match_movement()
         # Adds not absorbed into a conv as its residual summand.
         for name in g.order:
             n = g.nodes[name]
@@ -235,6 +242,7 @@ class QuantizePlan:
             grp = Group("add", n.name, [n.name], [tensor_name(i) for i in ins], {"op": n.op})
             self._absorb_activation(grp)
             self._add_group(grp)
+        self._match_movement()
         # Per-channel affines and lone activations on INT8 tensors (unfoldable batch norms:
         # DenseNet, pre-activation ResNets; a ReLU after an add that has other readers).
         for name in g.order:
@@ -242,6 +250,7 @@ class QuantizePlan:
                 grp = self._match_affine(g.nodes[name])
                 if grp is not None:
                     self._add_group(grp)
+        self._match_movement()
         # Unary elementwise functions of one INT8 tensor (swish, hard-swish, GELU, sigmoid,
         # lone activations...): a lookup table.
         for name in g.order:
@@ -254,6 +263,7 @@ class QuantizePlan:
                     if grp is not None:
                         self._add_group(grp)
                         break
+        self._match_movement()
         # An INT8 tensor times an FP32 per-(sample, channel) gate: squeeze-and-excitation.
         # After the lookups: x · sigmoid(x) (swish in an SE branch) is one table, not a gate.
         for name in g.order:
@@ -261,7 +271,17 @@ class QuantizePlan:
                 grp = self._match_channel_mul(g.nodes[name])
                 if grp is not None:
                     self._add_group(grp)
-        # Shape-only ops between INT8 ops stay on uint8.
+        # Data movement between INT8 ops stays on uint8 (a last sweep; _prune drops what
+        # does not feed an INT8 op after all).
+        self._match_movement()
+        self._prune()
+
+    def _match_movement(self):
+        """Marks data-movement ops (PASSTHROUGH_OPS, zero Pads) that read an INT8 tensor as
+        uint8 ops keeping its qparams, to a fixed point (chains, e.g. Keras' UpSampling2D:
+        ExpandDims → Tile → Reshape twice). They are provisional: _prune drops the ones that
+        end up feeding no INT8 op."""
+        g = self.g
         changed = True
         while changed:
             changed = False
@@ -271,10 +291,9 @@ class QuantizePlan:
                     continue
                 if n.op in PASSTHROUGH_OPS or (n.op in ("Pad", "PadV2") and self._zero_pad(n)):
                     src = g.data_inputs(n)[0]
-                    if (self._is_int8_tensor(src) and not self._kept(n)
-                            and self._feeds_int8(n.name + ":0")):
+                    if self._is_int8_tensor(src) and not self._kept(n):
                         kind = "pad" if n.op.startswith("Pad") else "passthrough"
-                        attrs = {"op": n.op}
+                        attrs = {"op": n.op, "movement": True}
                         step = self._spatial_subsample(n)
                         if step is not None:
                             # TF's StridedSlice on uint8 is slow (~8% of ResNet50 INT8 time);
@@ -284,7 +303,6 @@ class QuantizePlan:
                         self._add_group(Group(kind, n.name, [n.name], [tensor_name(src)],
                                               attrs))
                         changed = True
-        self._prune()
 
     def _spatial_subsample(self, n):
         """[sh, sw] if n is StridedSlice(x, 0, 0, [1, sh, sw, 1]) over a whole NHWC tensor
@@ -339,8 +357,8 @@ class QuantizePlan:
 
     def _prune(self):
         """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error.
-        An affine, a lookup or a channel multiply must be both fed by and feeding INT8 ops:
-        at an FP32 boundary it saves no conversion, and FP32 is exact."""
+        An affine, a lookup, a channel multiply or a data-movement op must be both fed by and
+        feeding INT8 ops: at an FP32 boundary it saves no conversion, and FP32 is exact."""
         changed = True
         while changed:
             changed = False
@@ -351,7 +369,13 @@ class QuantizePlan:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
                 feeds = self._feeds_int8(out + ":0")
-                if (not (fed and feeds)) if affine else (not fed and not feeds):
+                if grp.attrs.get("movement"):
+                    drop = not (fed and feeds)   # moves INT8 data from one INT8 op to another
+                elif affine:
+                    drop = not (fed and feeds)
+                else:
+                    drop = not fed and not feeds
+                if drop:
                     del self.groups[out]
                     for m in grp.nodes:
                         del self.member[m]
