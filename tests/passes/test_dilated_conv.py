@@ -1,0 +1,72 @@
+"""dilated_conv: TF's SpaceToBatchND → Conv2D → BatchToSpaceND form of a dilated conv becomes one
+dilated Conv2D with the same values, and that conv runs in INT8 bit-exactly per the reference."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfq8
+from tfq8.frontend import load_model
+from tfq8.passes import DilatedConv, PassContext, Pipeline
+from tests.conftest import _run_graph
+from tests.ops import numpy_ref
+
+RNG = np.random.default_rng(11)
+
+
+def _model(size, rate, padding):
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((size[0], size[1], 3))
+    y = keras.layers.Conv2D(8, 3, padding=padding, dilation_rate=rate, activation="relu")(inp)
+    return keras.Model(inp, keras.layers.Conv2D(4, 1)(y))
+
+
+@pytest.mark.parametrize("size,rate,padding", [((9, 12), 2, "same"), ((11, 7), 3, "same"),
+                                               ((10, 10), (2, 3), "valid"),
+                                               ((13, 8), 2, "valid")])
+def test_space_to_batch_form_becomes_an_equal_dilated_conv(size, rate, padding):
+    model = _model(size, rate, padding)
+    frozen = load_model(model)
+    # TF 2.21 + Keras 3 write a dilated conv in space-to-batch form on CPU
+    assert "SpaceToBatchND" in [n.op for n in frozen.graph_def.node]
+    r = Pipeline([DilatedConv()]).run(frozen.graph_def, PassContext.for_model(frozen))
+    assert len(r.results["dilated_conv"].rewrites) == 1
+    out_ops = [n.op for n in r.graph_def.node]
+    assert "SpaceToBatchND" not in out_ops and "BatchToSpaceND" not in out_ops
+    (conv,) = [n for n in r.graph_def.node if n.op == "Conv2D"
+               and list(n.attr["dilations"].list.i) != [1, 1, 1, 1]]
+    dh, dw = (rate, rate) if isinstance(rate, int) else rate
+    assert list(conv.attr["dilations"].list.i) == [1, dh, dw, 1]
+    x = RNG.normal(0, 1, (2,) + size + (3,)).astype(np.float32)
+    feeds, fetch = {frozen.inputs[0].tensor: x}, [frozen.outputs[0].tensor]
+    want = _run_graph(frozen.graph_def, feeds, fetch)[0]
+    # the same products per output, summed by another conv kernel: float rounding only
+    np.testing.assert_allclose(_run_graph(r.graph_def, feeds, fetch)[0], want, rtol=1e-5,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_dilated_conv_runs_in_int8_bit_exactly():
+    model = _model((9, 12), 2, "same")
+    x = RNG.normal(0, 1, (20, 9, 12, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:12], tfq8.QuantConfig(verbose=False, method="minmax"))
+    ops = [n.op for n in q.graph_def.node]
+    assert "SpaceToBatchND" not in ops and ops.count("Tfq8Conv2D") == 2, ops
+    (conv,) = [n for n in q.graph_def.node if n.op == "Tfq8Conv2D"
+               and list(n.attr["dilations"].list.i) == [2, 2]]
+    nodes = {n.name: n for n in q.graph_def.node}
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    xq, got = _run_graph(q.graph_def, {feed: x[12:]}, [conv.input[0] + ":0", conv.name + ":0"])
+    w, b, s = (tf.make_ndarray(nodes[conv.input[i]].attr["value"].tensor) for i in (1, 2, 3))
+    a = conv.attr
+    pads = list(a["explicit_paddings"].list.i)
+    assert pads == [2, 2, 2, 2]     # SAME for a 3×3 kernel dilated 2 (5×5 extent), stride 1
+    want = numpy_ref.conv2d(xq, w, b, s, input_scale=a["input_scale"].f,
+                            input_zero_point=a["input_zero_point"].i, dilations=(2, 2),
+                            pads=pads, activation=a["activation"].s.decode(),
+                            output_scale=a["output_scale"].f,
+                            output_zero_point=a["output_zero_point"].i)
+    np.testing.assert_array_equal(got, want)
+    fp32 = model(x[12:]).numpy().reshape(8, -1)
+    out = q(x[12:]).numpy().reshape(8, -1)
+    cos = np.sum(fp32 * out, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(out, axis=1))
+    assert cos.min() >= 0.999, cos   # two INT8 convs: ~1e-3 relative noise
