@@ -221,9 +221,9 @@ class Pipeline:
 
 
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
-    """The FP32 passes in their order: dilated_conv → grouped_conv → dense_as_conv →
-    fold_batchnorm → move_strides → fuse_activations → equalize (which needs calibration data
-    in ``ctx.options`` and otherwise changes nothing)."""
+    """The FP32 passes in their order: dilated_conv → transposed_conv → grouped_conv →
+    dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
+    calibration data in ``ctx.options`` and otherwise changes nothing)."""
     from tfq8.passes.dense_conv import DenseAsConv
     from tfq8.passes.dilated_conv import DilatedConv
     from tfq8.passes.equalize import Equalize
@@ -231,7 +231,8 @@ def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     from tfq8.passes.fuse_activations import FuseActivations
     from tfq8.passes.grouped_conv import GroupedConv
     from tfq8.passes.move_strides import MoveStrides
-    return Pipeline([DilatedConv(), GroupedConv(), DenseAsConv(), FoldBatchNorm(), MoveStrides(),
+    from tfq8.passes.transposed_conv import TransposedConv
+    return Pipeline([DilatedConv(), TransposedConv(), GroupedConv(), DenseAsConv(), FoldBatchNorm(), MoveStrides(),
                      FuseActivations(), Equalize()], disable=disable)
 
 
