@@ -177,11 +177,20 @@ class QuantizedModel(GraphModel):
                     "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
                     "Tfq8ChannelMul"}
         on_uint8 = {}
+        u8 = tf.uint8.as_datatype_enum
+        by_name = {n.name: n for n in self.graph_def.node}
+
+        def reads_uint8_op(n):   # the Round of an INT8 resize (uint8 in, float codes out)
+            src = by_name.get(n.input[0].split(":")[0]) if n.input else None
+            return src is not None and "T" in src.attr and src.attr["T"].type == u8
+
         for n in self.graph_def.node:
             if n.op in int8_ops or n.op in ("Const", "Placeholder", "Identity", "NoOp",
                                             "Tfq8Quantize", "Tfq8Dequantize"):
                 continue
-            if "T" in n.attr and n.attr["T"].type == tf.uint8.as_datatype_enum:
+            if (("T" in n.attr and n.attr["T"].type == u8)
+                    or (n.op == "Cast" and n.attr["DstT"].type == u8)
+                    or (n.op == "Round" and reads_uint8_op(n))):
                 on_uint8[n.op] = on_uint8.get(n.op, 0) + 1   # stock data movement on INT8
             else:
                 fp32_ops[n.op] = fp32_ops.get(n.op, 0) + 1

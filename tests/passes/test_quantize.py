@@ -469,3 +469,31 @@ def test_data_movement_between_int8_ops_runs_on_uint8_exactly():
     fp32 = model(x[16:]).numpy()
     cos = _cosine(fp32, q(x[16:]).numpy())
     assert cos.min() >= 0.995, cos   # 4 INT8 layers and an add on a random model
+
+
+def test_bilinear_upsampling_between_int8_ops_keeps_the_codes_scale():
+    keras.utils.set_random_seed(10)
+    inp = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    up = keras.layers.UpSampling2D(2, interpolation="bilinear")(a)
+    b = keras.layers.Conv2D(8, 1, activation="relu")(inp)
+    out = keras.layers.Conv2D(4, 3)(keras.layers.Add()([up, b]))
+    model = keras.Model(inp, out)
+    x = RNG.normal(0, 1, (24, 6, 6, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    assert q.report()["stock_ops_on_int8"].get("ResizeBilinear") == 1
+    ops = _ops(q)
+    assert ops.get("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    # Interpolation weights sum to 1, so resizing the codes is resizing the values in the same
+    # qparams: the output is the rounded (half to even) interpolation of the input codes.
+    (rs,) = [n for n in q.graph_def.node if n.op == "ResizeBilinear"]
+    (cast,) = [n for n in q.graph_def.node if n.op == "Cast"]
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    src, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [rs.input[0], cast.name])
+    want = tf.compat.v1.image.resize_bilinear(
+        src.astype(np.float32), src.shape[1:3] * np.array(2),
+        half_pixel_centers=rs.attr["half_pixel_centers"].b).numpy()
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.rint(want).astype(np.uint8))
+    fp32 = model(x[16:]).numpy()
+    assert _cosine(fp32, q(x[16:]).numpy()).min() >= 0.995

@@ -60,6 +60,10 @@ POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
 PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice",
                    "Tile", "Transpose", "ResizeNearestNeighbor", "MirrorPad", "DepthToSpace",
                    "SpaceToDepth", "BatchToSpaceND"}
+# Interpolating resizes: a convex combination of the input codes, so the output keeps the
+# input's qparams and is rne(interpolated codes) — emitted as the stock op on uint8 (which
+# interpolates in float), Round, Cast.
+RESIZE_OPS = {"ResizeBilinear"}
 ADD_OPS = {"AddV2", "Add"}
 # Ops that read only a tensor's shape (Keras' dynamic Reshape in SE blocks): they take the uint8
 # tensor as it is, so an INT8 output needs no Dequantize for them.
@@ -289,10 +293,12 @@ class QuantizePlan:
                 n = g.nodes[name]
                 if name in self.member:
                     continue
-                if n.op in PASSTHROUGH_OPS or (n.op in ("Pad", "PadV2") and self._zero_pad(n)):
+                if (n.op in PASSTHROUGH_OPS or n.op in RESIZE_OPS
+                        or (n.op in ("Pad", "PadV2") and self._zero_pad(n))):
                     src = g.data_inputs(n)[0]
                     if self._is_int8_tensor(src) and not self._kept(n):
-                        kind = "pad" if n.op.startswith("Pad") else "passthrough"
+                        kind = ("pad" if n.op.startswith("Pad") else
+                                "resize" if n.op in RESIZE_OPS else "passthrough")
                         attrs = {"op": n.op, "movement": True}
                         step = self._spatial_subsample(n)
                         if step is not None:
@@ -768,7 +774,7 @@ class QuantizePlan:
             if grp is None:
                 continue
             t = grp.out_node + ":0"
-            if grp.kind in ("maxpool", "avgpool", "mean", "pad", "passthrough"):
+            if grp.kind in ("maxpool", "avgpool", "mean", "pad", "passthrough", "resize"):
                 src = grp.inputs[0]
                 qp[t] = qp[src] if self._is_int8_tensor(src) else lookup(src)
             else:
@@ -1046,6 +1052,22 @@ class QuantizePlan:
                                         np.uint8(qp[t].zero_point), tf.uint8))
             a["T"].type = tf.uint8.as_datatype_enum
             a["Tpaddings"].CopyFrom(src.attr["Tpaddings"])
+        elif grp.kind == "resize":
+            src = self.g.nodes[grp.out_node]
+            codes = out.node.add()
+            codes.CopyFrom(src)
+            codes.name = nd.name + "/codes"
+            codes.input[0] = ins_q[0]
+            codes.attr["T"].type = tf.uint8.as_datatype_enum
+            rnd = out.node.add()
+            rnd.name, rnd.op = nd.name + "/round", "Round"      # half to even, as everywhere
+            rnd.input.append(codes.name)
+            rnd.attr["T"].type = tf.float32.as_datatype_enum
+            nd.op = "Cast"
+            nd.input.append(rnd.name)
+            a["SrcT"].type = tf.float32.as_datatype_enum
+            a["DstT"].type = tf.uint8.as_datatype_enum
+            a["Truncate"].b = False
         elif grp.kind == "passthrough":
             src = self.g.nodes[grp.out_node]
             nd.op = src.op
