@@ -42,7 +42,31 @@ DEFAULT_MODELS = {
     "NASNetMobile": (224, {}),  # NASNet only builds at 224 without weights
     "InceptionResNetV2": (96, {}),
     "ConvNeXtTiny": (64, {"include_preprocessing": False}),
+    # not a Keras application: a small segmentation net (see _unet)
+    "UNetSmall": (64, {}),
 }
+
+
+def _unet(size, classes=8):
+    """U-Net-style encoder/decoder with the layers segmentation models use: dilated conv,
+    Conv2DTranspose, bilinear and nearest upsampling, skip concatenations, per-pixel logits."""
+    import keras
+    L = keras.layers
+    inp = keras.Input((size, size, 3))
+
+    def block(x, ch, **kw):
+        x = L.Conv2D(ch, 3, padding="same", use_bias=False, **kw)(x)
+        return L.ReLU()(L.BatchNormalization()(x))
+
+    e1 = block(inp, 16)
+    e2 = block(L.MaxPooling2D(2)(e1), 32)
+    e3 = block(L.MaxPooling2D(2)(e2), 64, dilation_rate=2)
+    d2 = L.Conv2DTranspose(32, 2, strides=2, padding="same")(e3)
+    d2 = block(L.Concatenate()([d2, e2]), 32)
+    d1 = L.UpSampling2D(2, interpolation="bilinear")(d2)
+    d1 = block(L.Concatenate()([d1, e1]), 16)
+    ctx = L.UpSampling2D(4)(L.Conv2D(16, 1)(L.AveragePooling2D(4)(e1)))
+    return keras.Model(inp, L.Conv2D(classes, 1)(L.Add()([d1, ctx])), name="unet_small")
 
 
 def _photos(size, n_calib, n_eval):
@@ -62,9 +86,12 @@ def _photos(size, n_calib, n_eval):
 def build(name, size, kwargs, bn_data, seed=0):
     import keras
     keras.utils.set_random_seed(seed)
-    ctor = getattr(keras.applications, name)
-    model = ctor(weights=None, input_shape=(size, size, 3), classes=1000,
-                 classifier_activation=None, **kwargs)
+    if name == "UNetSmall":
+        model = _unet(size)
+    else:
+        ctor = getattr(keras.applications, name)
+        model = ctor(weights=None, input_shape=(size, size, 3), classes=1000,
+                     classifier_activation=None, **kwargs)
     rng = np.random.default_rng(seed)
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     momenta = []
@@ -132,7 +159,8 @@ def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0):
     row.update(
         cosine_mean=round(float(cos.mean()), 5), cosine_min=round(float(cos.min()), 5),
         centred_cosine_mean=round(float(cos_c.mean()), 5),
-        top1_agreement=round(float(np.mean(fp32.argmax(1) == out.argmax(1))), 3),
+        # class axis last: logits [N, classes] or per-pixel logits [N, H, W, classes]
+        top1_agreement=round(float(np.mean(fp32.argmax(-1) == out.argmax(-1))), 3),
         int8_layers=sum(r["int8"] for r in rep["layers"]),
         fp32_layers={r["node"]: r.get("reason", "") for r in rep["layers"] if not r["int8"]},
         fp32_ops=rep["fp32_ops"], stock_ops_on_int8=rep["stock_ops_on_int8"])
