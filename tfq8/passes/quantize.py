@@ -375,9 +375,7 @@ class QuantizePlan:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
                 feeds = self._feeds_int8(out + ":0")
-                if grp.attrs.get("movement"):
-                    drop = not (fed and feeds)   # moves INT8 data from one INT8 op to another
-                elif affine:
+                if affine or grp.attrs.get("movement"):
                     drop = not (fed and feeds)
                 else:
                     drop = not fed and not feeds
@@ -409,10 +407,9 @@ class QuantizePlan:
         if kind == "conv":
             shape = self._shape(ins[0])
             c = shape[-1] if shape.rank == 4 else None
-            if c is None:
-                self._refuse(n, "input channel count is unknown (needed to tell a grouped conv)")
-                return None
-            if c != w.shape[2]:
+            # Unknown channels (a signature of unknown shape): an ordinary conv, as TF assumes
+            # until run time; the INT8 op checks the channels when it runs.
+            if c is not None and c != w.shape[2]:
                 # A grouped conv (the grouped_conv pass made one-channel groups depthwise).
                 groups = c // w.shape[2]
                 if c % w.shape[2] or w.shape[3] % groups:
