@@ -3,13 +3,12 @@ dilated Conv2D with the same values, and that conv runs in INT8 bit-exactly per 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfq8
 from tfq8.frontend import load_model
 from tfq8.passes import DilatedConv, PassContext, Pipeline
 from tests.conftest import _run_graph
-from tests.ops import numpy_ref
+from tests.passes.int8_graph import conv_reference, cosine_rows
 
 RNG = np.random.default_rng(11)
 
@@ -53,20 +52,10 @@ def test_dilated_conv_runs_in_int8_bit_exactly():
     assert "SpaceToBatchND" not in ops and ops.count("Tfq8Conv2D") == 2, ops
     (conv,) = [n for n in q.graph_def.node if n.op == "Tfq8Conv2D"
                and list(n.attr["dilations"].list.i) == [2, 2]]
-    nodes = {n.name: n for n in q.graph_def.node}
     (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
     xq, got = _run_graph(q.graph_def, {feed: x[12:]}, [conv.input[0] + ":0", conv.name + ":0"])
-    w, b, s = (tf.make_ndarray(nodes[conv.input[i]].attr["value"].tensor) for i in (1, 2, 3))
-    a = conv.attr
-    pads = list(a["explicit_paddings"].list.i)
-    assert pads == [2, 2, 2, 2]     # SAME for a 3×3 kernel dilated 2 (5×5 extent), stride 1
-    want = numpy_ref.conv2d(xq, w, b, s, input_scale=a["input_scale"].f,
-                            input_zero_point=a["input_zero_point"].i, dilations=(2, 2),
-                            pads=pads, activation=a["activation"].s.decode(),
-                            output_scale=a["output_scale"].f,
-                            output_zero_point=a["output_zero_point"].i)
-    np.testing.assert_array_equal(got, want)
-    fp32 = model(x[12:]).numpy().reshape(8, -1)
-    out = q(x[12:]).numpy().reshape(8, -1)
-    cos = np.sum(fp32 * out, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(out, axis=1))
+    # SAME for a 3×3 kernel dilated 2 (5×5 extent), stride 1
+    assert list(conv.attr["explicit_paddings"].list.i) == [2, 2, 2, 2]
+    np.testing.assert_array_equal(got, conv_reference(q.graph_def, conv, xq))
+    cos = cosine_rows(model(x[12:]).numpy(), q(x[12:]).numpy())
     assert cos.min() >= 0.999, cos   # two INT8 convs: ~1e-3 relative noise

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tfq8
 from tfq8.frontend import load_model
 from tfq8.passes import PassContext, default_pipeline
-from tests.ops import numpy_ref
+from tests.passes.int8_graph import conv_reference, cosine_rows
 from tests.passes.conftest import randomize
 
 RNG = np.random.default_rng(3)
@@ -91,22 +91,13 @@ def test_grouped_convs_run_as_int8_convs_per_group_bit_exactly():
         got, xq = _run(q.graph_def, {feed: x[16:]}, [cat.name + ":0", x_name + ":0"])
         assert got.dtype == np.uint8 and xq.dtype == np.uint8
         cin = xq.shape[-1] // len(parts)
-        want = []
-        for k, part in enumerate(parts):
-            w, b, s = (tf.make_ndarray(nodes[part.input[i]].attr["value"].tensor)
-                       for i in (1, 2, 3))
-            assert w.shape[2] == cin
-            a = part.attr
-            want.append(numpy_ref.conv2d(
-                xq[..., k * cin:(k + 1) * cin], w, b, s, input_scale=a["input_scale"].f,
-                input_zero_point=a["input_zero_point"].i, strides=list(a["strides"].list.i),
-                pads=list(a["explicit_paddings"].list.i), activation=a["activation"].s.decode(),
-                output_scale=a["output_scale"].f, output_zero_point=a["output_zero_point"].i))
+        assert all(nodes[p.input[1]].attr["value"].tensor.tensor_shape.dim[2].size == cin
+                   for p in parts)
+        want = [conv_reference(q.graph_def, part, xq[..., k * cin:(k + 1) * cin])
+                for k, part in enumerate(parts)]
         np.testing.assert_array_equal(got, np.concatenate(want, -1), err_msg=cat.name)
 
-    fp32 = model(x[16:]).numpy()
-    out = q(x[16:]).numpy()
-    cos = np.sum(fp32 * out, 1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(out, axis=1))
+    cos = cosine_rows(model(x[16:]).numpy(), q(x[16:]).numpy())
     # six INT8 layers on a small random model: ~1e-3 relative noise per layer
     assert cos.min() >= 0.995, cos
 
