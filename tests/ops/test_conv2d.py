@@ -92,6 +92,13 @@ SHAPES = [
     (2, 4, 3, 128, 16, 3, 3, (1, 2), (1, 1), (1, 1, 1, 1)),
     (1, 2, 2, 5, 7, 3, 3, (1, 1), (1, 1), (2, 2, 2, 2)),     # window mostly padding
     (1, 6, 6, 96, 32, 2, 3, (3, 1), (2, 1), (0, 1, 2, 0)),   # non-square, asymmetric
+    # Enough pixels for tasks of several pixel blocks each (the AVX2 kernel's chunks), with and
+    # without channel groups beside them: 1×1 stride 1 and 2 (rows widened per task), 3×3
+    # (indirection rows), IC = 3 (im2col rows).
+    (1, 20, 18, 16, 40, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+    (1, 30, 28, 20, 24, 1, 1, (2, 2), (1, 1), (0, 0, 0, 0)),
+    (2, 17, 19, 24, 33, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (1, 33, 31, 3, 16, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1)),
 ]
 
 

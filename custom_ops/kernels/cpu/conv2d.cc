@@ -326,11 +326,15 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   });
 }
 
-// Scratch buffers for the u16 copy of the input, reused across calls (no per-call allocation or
-// page faults) and safe for concurrent ops: each call leases its own buffer.
-class U16Lease {
+// Scratch vectors reused across calls (no per-call allocation or page faults) and safe for
+// concurrent ops and tasks: each lease holds its own vector until it is destroyed. Used instead
+// of thread_local: in a dlopen'ed library every thread_local access is a __tls_get_addr call,
+// which glibc before 2.39 answers on its slow path once other libraries with TLS were loaded
+// after the thread started (3–4 % of MobileNetV2's CPU time in perf, once per task).
+template <typename T>
+class ScratchLease {
  public:
-  explicit U16Lease(size_t n) {
+  ScratchLease() {
     {
       std::lock_guard<std::mutex> lock(Mu());
       auto& pool = Pool();
@@ -339,29 +343,37 @@ class U16Lease {
         pool.pop_back();
       }
     }
-    if (!buf_) buf_.reset(new std::vector<uint16_t>());
+    if (!buf_) buf_.reset(new std::vector<T>());
+  }
+  // At least n elements; earlier contents are not kept when it grows.
+  explicit ScratchLease(size_t n) : ScratchLease() { Reserve(n); }
+  ~ScratchLease() {
+    std::lock_guard<std::mutex> lock(Mu());
+    Pool().push_back(std::move(buf_));
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+
+  void Reserve(size_t n) {
     if (buf_->size() < n) {
       buf_->clear();
       buf_->shrink_to_fit();
       buf_->resize(n);
     }
   }
-  ~U16Lease() {
-    std::lock_guard<std::mutex> lock(Mu());
-    Pool().push_back(std::move(buf_));
-  }
-  uint16_t* data() { return buf_->data(); }
+  std::vector<T>& vec() { return *buf_; }
+  T* data() { return buf_->data(); }
 
  private:
   static std::mutex& Mu() {
     static std::mutex* mu = new std::mutex;
     return *mu;
   }
-  static std::vector<std::unique_ptr<std::vector<uint16_t>>>& Pool() {
-    static auto* pool = new std::vector<std::unique_ptr<std::vector<uint16_t>>>;
+  static std::vector<std::unique_ptr<std::vector<T>>>& Pool() {
+    static auto* pool = new std::vector<std::unique_ptr<std::vector<T>>>;
     return *pool;
   }
-  std::unique_ptr<std::vector<uint16_t>> buf_;
+  std::unique_ptr<std::vector<T>> buf_;
 };
 
 void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* input,
@@ -380,7 +392,7 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   // (padding taps).
   // im2col16: rows gathered straight from the u8 input (qu8_im2col_u16__avx2), no u16 copy.
   const bool whole = !pointwise && !im2col;
-  U16Lease buf(whole ? static_cast<size_t>((in_px + 1) * xs) : 0);
+  ScratchLease<uint16_t> buf(whole ? static_cast<size_t>((in_px + 1) * xs) : 0);
   uint16_t* x16 = buf.data();
   uint16_t* zrow = x16 + in_px * xs;
   if (whole) {
@@ -395,30 +407,28 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   constexpr int64_t kTargetTasks = 16;
   const int64_t a_bytes = MR * taps * kc * 2;
-  // Pixel blocks per task: their u16 rows (≤ MR·taps·kc values each) should stay in L2 while
-  // the task walks the channel blocks; then split channels until there are enough tasks.
-  int64_t mchunk = std::max<int64_t>(1, std::min<int64_t>(mblocks, (192 << 10) / a_bytes));
-  int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
+  // Tasks are chunks of pixel blocks covering every output channel, as many as kTargetTasks
+  // allows, each at most what keeps its u16 rows (≤ MR·taps·kc values per block) in L2 while
+  // the task walks the channel blocks. Channels are split only when there are too few pixel
+  // blocks (late layers at batch 1): tasks sharing a chunk would each widen / index its rows
+  // again and write parts of the same output cache lines from different cores (measured on
+  // MobileNetV2's 112² 16→96 1×1: 1.22× from a second thread with 3 chunks × 6 channel groups).
+  const int64_t mchunk = std::max<int64_t>(
+      1, std::min<int64_t>((mblocks + kTargetTasks - 1) / kTargetTasks, (192 << 10) / a_bytes));
+  const int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
   int64_t ngroups = 1;
   if (nchunks < kTargetTasks) {
     ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
-    if (nchunks * ngroups < kTargetTasks) {
-      nchunks = std::min<int64_t>(mblocks, (kTargetTasks + ngroups - 1) / ngroups);
-      mchunk = (mblocks + nchunks - 1) / nchunks;
-      nchunks = (mblocks + mchunk - 1) / mchunk;
-    }
   }
   const int64_t per_group = (nblocks + ngroups - 1) / ngroups;
   ngroups = (nblocks + per_group - 1) / per_group;
   const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
   pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<const uint16_t*> ptrs_tls;
+    ScratchLease<const uint16_t*> ptrs_lease;
     // im2col16: the gathered windows of a chunk; pointwise16: the chunk's rows widened to u16
-    thread_local std::vector<uint16_t> rows_tls;
-    // One TLS lookup per call (each access to a thread_local of a shared library is a
-    // __tls_get_addr call).
-    std::vector<const uint16_t*>& ptrs = ptrs_tls;
-    std::vector<uint16_t>& rows = rows_tls;
+    ScratchLease<uint16_t> rows_lease;
+    std::vector<const uint16_t*>& ptrs = ptrs_lease.vec();
+    std::vector<uint16_t>& rows = rows_lease.vec();
     int64_t built = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / ngroups, grp = t % ngroups;
@@ -504,10 +514,10 @@ void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   const uint8_t zp = static_cast<uint8_t>(p.input_zero_point);
   const int64_t cost = MB * K * kConvNr * g.per_group / 256 + MB * K / 8;
   pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<uint8_t> rows;  // 32 gathered im2col rows of K bytes
-    thread_local std::vector<int32_t> acc;   // 32×32 accumulators
-    if (static_cast<int64_t>(rows.size()) < MB * K) rows.assign(MB * K, 0);
-    if (acc.size() < 32 * 32) acc.assign(32 * 32, 0);
+    ScratchLease<uint8_t> rows_lease(MB * K);  // 32 gathered im2col rows of K bytes
+    ScratchLease<int32_t> acc_lease(32 * 32);  // 32×32 accumulators
+    std::vector<uint8_t>& rows = rows_lease.vec();
+    std::vector<int32_t>& acc = acc_lease.vec();
     qu8_amx_tile_begin();
     int64_t built = -1;
     const uint8_t* a = nullptr;
