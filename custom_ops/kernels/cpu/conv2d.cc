@@ -407,18 +407,31 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   constexpr int64_t kTargetTasks = 16;
   const int64_t a_bytes = MR * taps * kc * 2;
-  // Tasks are chunks of pixel blocks covering every output channel, as many as kTargetTasks
-  // allows, each at most what keeps its u16 rows (≤ MR·taps·kc values per block) in L2 while
-  // the task walks the channel blocks. Channels are split only when there are too few pixel
-  // blocks (late layers at batch 1): tasks sharing a chunk would each widen / index its rows
-  // again and write parts of the same output cache lines from different cores (measured on
-  // MobileNetV2's 112² 16→96 1×1: 1.22× from a second thread with 3 chunks × 6 channel groups).
-  const int64_t mchunk = std::max<int64_t>(
-      1, std::min<int64_t>((mblocks + kTargetTasks - 1) / kTargetTasks, (192 << 10) / a_bytes));
-  const int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
+  // A task is a chunk of pixel blocks × a group of channel blocks; each chunk's u16 rows (≤
+  // MR·taps·kc values per block) should stay in L2 while its task walks the channel blocks.
+  // Every task re-reads its group's weights and widens / indexes its chunk's rows again, and
+  // tasks of one chunk write parts of the same output cache lines from different cores. So:
+  // - weights that stay in L2 (early, wide layers; MobileNetV2's 1×1s): split pixels first, as
+  //   many chunks as kTargetTasks (MobileNetV2's 112² 16→96 1×1 gained 1.5× on two threads
+  //   over 3 chunks × 6 channel groups);
+  // - larger weights (ResNet50's later layers: up to 4.7 MB of u16 weights for 49 pixels at
+  //   batch 1): the largest chunks L2 allows, then channel groups, so that the weights are
+  //   streamed from memory about once instead of once per chunk.
+  const int64_t w_bytes = taps * kc * nblocks * NR * 2;
+  const int64_t l2_chunk = std::max<int64_t>(1, (192 << 10) / a_bytes);
+  int64_t mchunk = w_bytes <= (256 << 10)
+                       ? std::min<int64_t>((mblocks + kTargetTasks - 1) / kTargetTasks, l2_chunk)
+                       : std::min<int64_t>(mblocks, l2_chunk);
+  mchunk = std::max<int64_t>(1, mchunk);
+  int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
   int64_t ngroups = 1;
   if (nchunks < kTargetTasks) {
     ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
+    if (nchunks * ngroups < kTargetTasks) {  // few channel blocks too: smaller chunks
+      nchunks = std::min<int64_t>(mblocks, (kTargetTasks + ngroups - 1) / ngroups);
+      mchunk = (mblocks + nchunks - 1) / nchunks;
+      nchunks = (mblocks + mchunk - 1) / mchunk;
+    }
   }
   const int64_t per_group = (nblocks + ngroups - 1) / ngroups;
   ngroups = (nblocks + per_group - 1) / per_group;
