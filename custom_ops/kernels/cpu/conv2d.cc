@@ -9,6 +9,8 @@
 #include <limits>
 #include <mutex>
 
+#include <unistd.h>
+
 namespace tfq8 {
 namespace {
 
@@ -240,90 +242,78 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
 
 namespace {
 
-// Splits (pixel blocks × channel blocks) into tasks: task t covers pixel block t / ngroups and
-// channel blocks [g·per, (g+1)·per) with g = t % ngroups. Few pixel blocks → split channels too.
-struct TaskGrid {
-  int64_t mblocks, nblocks, ngroups, per_group;
-  TaskGrid(int64_t pixels, int64_t mb, int64_t nb) {
-    mblocks = (pixels + mb - 1) / mb;
-    nblocks = nb;
-    ngroups = mblocks >= 32 ? 1 : std::min<int64_t>(nblocks, (32 + mblocks - 1) / mblocks);
+// Per-core L2 size, for sizing task chunks; 512 KB where the C library cannot tell.
+int64_t L2Bytes() {
+  static const int64_t bytes = [] {
+    const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return v >= (128 << 10) && v <= (64 << 20) ? static_cast<int64_t>(v) : int64_t{512 << 10};
+  }();
+  return bytes;
+}
+
+// How a conv's output is cut into tasks, shared by every SIMD driver: task t covers the pixel
+// blocks of chunk t / ngroups and the channel blocks of group t % ngroups. Inside a task the
+// driver loops channel blocks outside pixel blocks, so each weight panel is loaded once per
+// chunk and reused from L1/L2 across the chunk's pixel blocks, while the chunk's input rows
+// (a_bytes per pixel block) stay in L2. Every task re-reads its group's weights and
+// gathers / indexes its chunk's rows again, and tasks of one chunk write parts of the same
+// output cache lines from different cores. So:
+// - weights that fit in half of L2 (early, wide layers; MobileNetV2's 1×1s): split pixels
+//   first, into about kTargetTasks chunks (MobileNetV2's 112² 16→96 1×1 on AVX2 gained 1.5× on
+//   two threads over 3 chunks × 6 channel groups);
+// - larger weights (ResNet50's later layers: up to 4.7 MB of u16 weights for 49 pixels at
+//   batch 1): the largest chunks L2 allows, then channel groups, so that the weights stream
+//   from memory about once instead of once per chunk (splitting pixels first there cost
+//   ResNet50 b1 on AVX2 1.2×).
+// Too few tasks for the threads: smaller chunks.
+struct ConvTaskPlan {
+  int64_t mblocks = 0, nblocks = 0, mchunk = 1, nchunks = 0, ngroups = 1, per_group = 0;
+  int64_t tasks() const { return nchunks * ngroups; }
+  ConvTaskPlan(int64_t mblocks_, int64_t nblocks_, int64_t a_bytes, int64_t w_bytes)
+      : mblocks(mblocks_), nblocks(nblocks_) {
+    constexpr int64_t kTargetTasks = 16;
+    const int64_t l2 = L2Bytes();
+    const int64_t l2_chunk = std::max<int64_t>(1, l2 * 3 / 8 / std::max<int64_t>(1, a_bytes));
+    mchunk = w_bytes <= l2 / 2
+                 ? std::min<int64_t>((mblocks + kTargetTasks - 1) / kTargetTasks, l2_chunk)
+                 : std::min<int64_t>(mblocks, l2_chunk);
+    mchunk = std::max<int64_t>(1, mchunk);
+    nchunks = (mblocks + mchunk - 1) / mchunk;
+    if (nchunks < kTargetTasks) {
+      ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
+      if (nchunks * ngroups < kTargetTasks) {  // few channel blocks too: smaller chunks
+        nchunks = std::min<int64_t>(mblocks, (kTargetTasks + ngroups - 1) / ngroups);
+        mchunk = (mblocks + nchunks - 1) / nchunks;
+        nchunks = (mblocks + mchunk - 1) / mchunk;
+      }
+    }
     per_group = (nblocks + ngroups - 1) / ngroups;
     ngroups = (nblocks + per_group - 1) / per_group;
   }
-  int64_t tasks() const { return mblocks * ngroups; }
 };
 
-void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
-              const uint8_t* summand, void* output, const ParallelFor& pfor) {
-  QIgemmFn fn;
-  size_t mr_max;
-  switch (p.isa) {
-    case Isa::kAvx512Vnni:
-      fn = qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni;
-      mr_max = kIgemmMrAvx512;
-      break;
-    default:
-      fn = p.use_avxvnni ? qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni
-                         : qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2;
-      mr_max = p.use_avxvnni ? kIgemmMrAvxvnni : kIgemmMrAvx2;
-      break;
-  }
-  const int64_t ic = s.ic, kc = p.kc, taps = s.taps();
-  // Channels padded to a multiple of 4 (zero weights there) so 4-byte reads stay inside.
-  std::vector<uint8_t> padded;
-  const uint8_t* x = input;
-  if (kc != ic) {
-    const int64_t npx = s.n * s.h * s.w;
-    padded.assign(npx * kc, 0);
-    for (int64_t i = 0; i < npx; ++i) std::memcpy(&padded[i * kc], input + i * ic, ic);
-    x = padded.data();
-  }
-  const std::vector<uint8_t> zrow(kc, static_cast<uint8_t>(p.input_zero_point));
-  const int64_t pixels = s.pixels(), oc = s.oc;
-  const TaskGrid g(pixels, mr_max, p.oc_padded / kConvNr);
-  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
-  const int64_t cost = static_cast<int64_t>(mr_max) * taps * kc * kConvNr * g.per_group / 16;
-  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
-    const uint8_t* ptrs[64 * 16];  // taps × MR, refilled per pixel block
-    std::vector<const uint8_t*> heap;
-    const uint8_t** a = ptrs;
-    if (taps * static_cast<int64_t>(mr_max) > 64 * 16) {
-      heap.resize(taps * mr_max);
-      a = heap.data();
-    }
-    int64_t built = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t mb = t / g.ngroups, grp = t % g.ngroups;
-      const int64_t p0 = mb * mr_max;
-      const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
-      if (built != mb) {
-        for (size_t m = 0; m < mr_max; ++m) {
-          const int64_t px = p0 + static_cast<int64_t>(std::min(m, mr - 1));
-          const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
-              const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
-              a[(i * s.kw + j) * mr_max + m] =
-                  inside ? x + ((n * s.h + iy) * s.w + ix) * kc : zrow.data();
-            }
-          }
+// Fills a[(mb - mb0)·taps·mr + tap·mr + m] with the input row of output pixel mb·mr + m at each
+// tap, for the pixel blocks [mb0, mb1): rows of `row` elements, a padding tap points at zrow,
+// rows past the last pixel repeat it.
+template <typename T>
+void BuildIndirection(const ConvShape& s, const T* x, int64_t row, const T* zrow, int64_t mr,
+                      int64_t mb0, int64_t mb1, const T** a) {
+  const int64_t pixels = s.pixels(), taps = s.taps();
+  for (int64_t mb = mb0; mb < mb1; ++mb) {
+    const T** blk = a + (mb - mb0) * taps * mr;
+    for (int64_t m = 0; m < mr; ++m) {
+      const int64_t px = std::min(mb * mr + m, pixels - 1);
+      const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+      for (int64_t i = 0; i < s.kh; ++i) {
+        const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+          const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+          blk[(i * s.kw + j) * mr + m] = inside ? x + ((n * s.h + iy) * s.w + ix) * row : zrow;
         }
-        built = mb;
-      }
-      const int64_t nb_end = std::min(g.nblocks, (grp + 1) * g.per_group);
-      for (int64_t nb = grp * g.per_group; nb < nb_end; ++nb) {
-        const int64_t n0 = nb * kConvNr;
-        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
-        fn(mr, nc, kc, taps, a, p.weights.data() + nb * p.block_bytes, p.bias.data() + n0,
-           p.mul.data() + n0, p.badd.data() + n0,
-           static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-           summand ? summand + p0 * oc + n0 : nullptr, p.ep);
       }
     }
-  });
+  }
 }
 
 // Scratch vectors reused across calls (no per-call allocation or page faults) and safe for
@@ -376,6 +366,67 @@ class ScratchLease {
   std::unique_ptr<std::vector<T>> buf_;
 };
 
+void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+              const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  QIgemmFn fn;
+  int64_t mr_max;
+  switch (p.isa) {
+    case Isa::kAvx512Vnni:
+      fn = qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni;
+      mr_max = kIgemmMrAvx512;
+      break;
+    default:
+      fn = p.use_avxvnni ? qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni
+                         : qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2;
+      mr_max = p.use_avxvnni ? kIgemmMrAvxvnni : kIgemmMrAvx2;
+      break;
+  }
+  const int64_t ic = s.ic, kc = p.kc, taps = s.taps();
+  // Channels padded to a multiple of 4 (zero weights there) so 4-byte reads stay inside.
+  std::vector<uint8_t> padded;
+  const uint8_t* x = input;
+  if (kc != ic) {
+    const int64_t npx = s.n * s.h * s.w;
+    padded.assign(npx * kc, 0);
+    for (int64_t i = 0; i < npx; ++i) std::memcpy(&padded[i * kc], input + i * ic, ic);
+    x = padded.data();
+  }
+  const std::vector<uint8_t> zrow(kc, static_cast<uint8_t>(p.input_zero_point));
+  const int64_t pixels = s.pixels(), oc = s.oc;
+  const int64_t nblocks = p.oc_padded / kConvNr;
+  const ConvTaskPlan g((pixels + mr_max - 1) / mr_max, nblocks, mr_max * taps * kc,
+                       taps * kc * p.oc_padded);
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  const int64_t cost = g.mchunk * mr_max * taps * kc * kConvNr * g.per_group / 16 + 64;
+  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
+    ScratchLease<const uint8_t*> ptrs_lease;  // indirection rows [mb][tap][MR] of one chunk
+    std::vector<const uint8_t*>& ptrs = ptrs_lease.vec();
+    int64_t built = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
+      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
+      if (built != chunk) {
+        ptrs.resize((mb1 - mb0) * taps * mr_max);
+        BuildIndirection(s, x, kc, zrow.data(), mr_max, mb0, mb1, ptrs.data());
+        built = chunk;
+      }
+      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
+      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
+        const int64_t n0 = nb * kConvNr;
+        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+        for (int64_t mb = mb0; mb < mb1; ++mb) {
+          const int64_t p0 = mb * mr_max;
+          const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
+          fn(mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * mr_max,
+             p.weights.data() + nb * p.block_bytes, p.bias.data() + n0, p.mul.data() + n0,
+             p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+             summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+        }
+      }
+    }
+  });
+}
+
 void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* input,
                      const uint8_t* summand, void* output, const ParallelFor& pfor) {
   constexpr int64_t MR = kIgemmMrAvx2S16, NR = kIgemmNrAvx2S16;
@@ -385,7 +436,7 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const int64_t xs = im2col ? ic : kc;  // u16 values per widened input pixel
   const uint16_t zp = static_cast<uint16_t>(p.input_zero_point);
   // 1×1 without padding: every output pixel reads one input pixel, so each task widens just
-  // the rows of its own chunk into a thread-local buffer that stays in cache (no whole-tensor
+  // the rows of its own chunk into a pooled buffer that stays in cache (no whole-tensor
   // u16 copy written to and read back from memory).
   const bool pointwise = p.pointwise16;
   // Otherwise: the input zero-extended to u16 rows of xs values, then one row of zp_in
@@ -403,40 +454,14 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   }
 
   const int64_t pixels = s.pixels(), oc = s.oc;
-  const int64_t mblocks = (pixels + MR - 1) / MR, nblocks = (oc + NR - 1) / NR;
+  const int64_t nblocks = (oc + NR - 1) / NR;
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
-  constexpr int64_t kTargetTasks = 16;
-  const int64_t a_bytes = MR * taps * kc * 2;
-  // A task is a chunk of pixel blocks × a group of channel blocks; each chunk's u16 rows (≤
-  // MR·taps·kc values per block) should stay in L2 while its task walks the channel blocks.
-  // Every task re-reads its group's weights and widens / indexes its chunk's rows again, and
-  // tasks of one chunk write parts of the same output cache lines from different cores. So:
-  // - weights that stay in L2 (early, wide layers; MobileNetV2's 1×1s): split pixels first, as
-  //   many chunks as kTargetTasks (MobileNetV2's 112² 16→96 1×1 gained 1.5× on two threads
-  //   over 3 chunks × 6 channel groups);
-  // - larger weights (ResNet50's later layers: up to 4.7 MB of u16 weights for 49 pixels at
-  //   batch 1): the largest chunks L2 allows, then channel groups, so that the weights are
-  //   streamed from memory about once instead of once per chunk.
-  const int64_t w_bytes = taps * kc * nblocks * NR * 2;
-  const int64_t l2_chunk = std::max<int64_t>(1, (192 << 10) / a_bytes);
-  int64_t mchunk = w_bytes <= (256 << 10)
-                       ? std::min<int64_t>((mblocks + kTargetTasks - 1) / kTargetTasks, l2_chunk)
-                       : std::min<int64_t>(mblocks, l2_chunk);
-  mchunk = std::max<int64_t>(1, mchunk);
-  int64_t nchunks = (mblocks + mchunk - 1) / mchunk;
-  int64_t ngroups = 1;
-  if (nchunks < kTargetTasks) {
-    ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
-    if (nchunks * ngroups < kTargetTasks) {  // few channel blocks too: smaller chunks
-      nchunks = std::min<int64_t>(mblocks, (kTargetTasks + ngroups - 1) / ngroups);
-      mchunk = (mblocks + nchunks - 1) / nchunks;
-      nchunks = (mblocks + mchunk - 1) / mchunk;
-    }
-  }
-  const int64_t per_group = (nblocks + ngroups - 1) / ngroups;
-  ngroups = (nblocks + per_group - 1) / per_group;
+  const ConvTaskPlan g((pixels + MR - 1) / MR, nblocks, MR * taps * kc * 2,
+                       taps * kc * nblocks * NR * 2);
+  const int64_t mblocks = g.mblocks, mchunk = g.mchunk, ngroups = g.ngroups,
+                per_group = g.per_group;
   const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
-  pfor(nchunks * ngroups, cost, [&](int64_t t0, int64_t t1) {
+  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
     ScratchLease<const uint16_t*> ptrs_lease;
     // im2col16: the gathered windows of a chunk; pointwise16: the chunk's rows widened to u16
     ScratchLease<uint16_t> rows_lease;
@@ -480,21 +505,8 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
             ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
           }
         }
-        for (int64_t mb = mb0; mb < mb1 && !im2col && !pointwise; ++mb) {
-          const uint16_t** a = ptrs.data() + (mb - mb0) * taps * MR;
-          for (int64_t m = 0; m < MR; ++m) {
-            const int64_t px = std::min(mb * MR + m, pixels - 1);
-            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-            for (int64_t i = 0; i < s.kh; ++i) {
-              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-              for (int64_t j = 0; j < s.kw; ++j) {
-                const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
-                const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
-                a[(i * s.kw + j) * MR + m] =
-                    inside ? x16 + ((n * s.h + iy) * s.w + ix) * kc : zrow;
-              }
-            }
-          }
+        if (!im2col && !pointwise) {
+          BuildIndirection<uint16_t>(s, x16, kc, zrow, MR, mb0, mb1, ptrs.data());
         }
         built = chunk;
       }
@@ -522,60 +534,68 @@ void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   const bool direct = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 &&
                       s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0 && ic % 64 == 0;
   const int64_t pixels = s.pixels(), oc = s.oc;
-  const TaskGrid g(pixels, MB, p.oc_padded / kConvNr);
+  const int64_t nblocks = p.oc_padded / kConvNr;
+  const ConvTaskPlan g((pixels + MB - 1) / MB, nblocks, MB * K, K * p.oc_padded);
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   const uint8_t zp = static_cast<uint8_t>(p.input_zero_point);
-  const int64_t cost = MB * K * kConvNr * g.per_group / 256 + MB * K / 8;
+  const int64_t cost = g.mchunk * (MB * K * kConvNr * g.per_group / 256 + MB * K / 8) + 64;
   pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
-    ScratchLease<uint8_t> rows_lease(MB * K);  // 32 gathered im2col rows of K bytes
+    ScratchLease<uint8_t> rows_lease;          // the chunk's gathered im2col rows, K bytes each
     ScratchLease<int32_t> acc_lease(32 * 32);  // 32×32 accumulators
     std::vector<uint8_t>& rows = rows_lease.vec();
     std::vector<int32_t>& acc = acc_lease.vec();
     qu8_amx_tile_begin();
     int64_t built = -1;
-    const uint8_t* a = nullptr;
-    size_t a_stride = 0;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t mb = t / g.ngroups, grp = t % g.ngroups;
-      const int64_t p0 = mb * MB;
-      const size_t mr = static_cast<size_t>(std::min<int64_t>(MB, pixels - p0));
-      if (built != mb) {
-        if (direct && static_cast<int64_t>(mr) == MB) {
-          a = input + p0 * ic;
-          a_stride = ic;
-        } else {
-          for (size_t m = 0; m < mr; ++m) {
-            uint8_t* r = rows.data() + m * K;
-            const int64_t px = p0 + m;
-            const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-            for (int64_t i = 0; i < s.kh; ++i) {
-              const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-              for (int64_t j = 0; j < s.kw; ++j) {
-                const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
-                uint8_t* dst = r + (i * s.kw + j) * ic;
-                if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
-                  std::memcpy(dst, input + ((n * s.h + iy) * s.w + ix) * ic, ic);
-                } else {
-                  std::memset(dst, zp, ic);  // padding reads the input zero point
-                }
+      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
+      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
+      // A rows of pixel block mb: the input itself (direct, whole blocks) or gathered rows.
+      auto a_rows = [&](int64_t mb, size_t* stride) -> const uint8_t* {
+        if (direct && (mb + 1) * MB <= pixels) {
+          *stride = static_cast<size_t>(ic);
+          return input + mb * MB * ic;
+        }
+        *stride = static_cast<size_t>(K);
+        return rows.data() + (mb - mb0) * MB * K;
+      };
+      if (built != chunk) {
+        const int64_t p_end = std::min(mb1 * MB, pixels);
+        if (!direct || p_end % MB != 0) rows.resize((mb1 - mb0) * MB * K);
+        for (int64_t px = mb0 * MB; px < p_end; ++px) {
+          if (direct && px / MB * MB + MB <= pixels) continue;  // read in place
+          uint8_t* r = rows.data() + (px - mb0 * MB) * K;
+          const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+              uint8_t* dst = r + (i * s.kw + j) * ic;
+              if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+                std::memcpy(dst, input + ((n * s.h + iy) * s.w + ix) * ic, ic);
+              } else {
+                std::memset(dst, zp, ic);  // padding reads the input zero point
               }
             }
-            std::memset(r + taps * ic, 0, K - taps * ic);  // zero weights there anyway
           }
-          a = rows.data();
-          a_stride = K;
+          std::memset(r + taps * ic, 0, K - taps * ic);  // zero weights there anyway
         }
-        built = mb;
+        built = chunk;
       }
-      const int64_t nb_end = std::min(g.nblocks, (grp + 1) * g.per_group);
-      for (int64_t nb = grp * g.per_group; nb < nb_end; ++nb) {
+      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
+      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
         const int64_t n0 = nb * kConvNr;
         const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
-        qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(
-            mr, nc, K, a, a_stride, p.weights.data() + nb * p.block_bytes, p.bias.data() + n0,
-            p.mul.data() + n0, p.badd.data() + n0,
-            static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-            summand ? summand + p0 * oc + n0 : nullptr, p.ep, acc.data());
+        for (int64_t mb = mb0; mb < mb1; ++mb) {
+          const int64_t p0 = mb * MB;
+          const size_t mr = static_cast<size_t>(std::min<int64_t>(MB, pixels - p0));
+          size_t a_stride = 0;
+          const uint8_t* a = a_rows(mb, &a_stride);
+          qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(
+              mr, nc, K, a, a_stride, p.weights.data() + nb * p.block_bytes,
+              p.bias.data() + n0, p.mul.data() + n0, p.badd.data() + n0,
+              static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+              summand ? summand + p0 * oc + n0 : nullptr, p.ep, acc.data());
+        }
       }
     }
     qu8_amx_tile_end();

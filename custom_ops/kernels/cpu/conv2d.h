@@ -17,8 +17,13 @@
 //      amx          : the same 32×4 rows, but K runs over the im2col order k = tap·IC + ic,
 //                     padded to a multiple of 64 (one AMX tile row of A). Loading a 16-row
 //                     slice of that block with a 128-byte stride gives a VNNI-ordered B tile.
-//  * Conv2DRun: the driver. Output pixels are flattened (N·OH·OW rows of OC); work is split over
-//    (pixel block × channel group) tasks on the caller's ParallelFor.
+//  * Conv2DRun: the driver. Output pixels are flattened (N·OH·OW rows of OC); every SIMD path
+//    splits the work the same way (ConvTaskPlan, conv2d.cc): tasks are (chunk of consecutive
+//    MR-pixel blocks whose input rows fit in L2) × (group of channel blocks), run on the
+//    caller's ParallelFor; each task loops channel blocks outside pixel blocks, so a weight
+//    panel is loaded once per chunk and reused from L1/L2. Small weights: pixels are split
+//    first; weights over half of L2: large chunks, then channel groups, so the weights stream
+//    from memory about once per call.
 //      ref  : qu8_conv2d_minmax_fp32__ref, a direct loop, the oracle.
 //      SIMD : implicit GEMM ("igemm"): for each block of MR output pixels the driver builds MR
 //             input pointers per tap (a padded tap points at a row of zp_in bytes), and the
@@ -26,16 +31,14 @@
 //             in its store. No im2col buffer. If IC % 4 != 0 the driver first copies the input
 //             with channels padded to a multiple of 4 (zero weights there).
 //      avx2 : (no AVX-VNNI) the 6x16c2s16 kernel runs the implicit GEMM on u16 rows: 1×1
-//             unpadded convs widen each task's input rows into a thread-local buffer; small-IC
+//             unpadded convs widen each task's input rows into a pooled buffer; small-IC
 //             multi-tap convs (im2col16) gather each task's im2col rows from the u8 input,
 //             widening on the fly; other convs zero-extend the whole input to u16 once per call
-//             (a pooled buffer). Tasks are (chunk of 6-pixel blocks sized for L2) × (group of
-//             16-channel blocks); each task loops channel blocks outside pixel blocks so one
-//             weight panel is reused from L1/L2. With 1-2 output pixels (a batch-1 MatMul) the
+//             (a pooled buffer). With 1-2 output pixels (a batch-1 MatMul) the
 //             2x32c4 kernel runs instead, on the s8 weights (half the bytes to stream).
-//      amx  : for each block of 32 pixels the driver gathers the im2col rows into a per-thread
-//             buffer (or, for 1×1 stride-1 unpadded convs with IC % 64 == 0, points the tiles
-//             straight at the input), then the AMX micro-kernel computes 32×32 tiles.
+//      amx  : for each task's chunk of 32-pixel blocks the driver gathers the im2col rows into a
+//             pooled buffer (or, for 1×1 stride-1 unpadded convs with IC % 64 == 0, points the
+//             tiles straight at the input), then the AMX micro-kernel computes 32×32 tiles.
 #ifndef TFQ8_KERNELS_CPU_CONV2D_H_
 #define TFQ8_KERNELS_CPU_CONV2D_H_
 
@@ -100,7 +103,7 @@ struct PackedConv {
   // im2col16: small IC (< 16) with several taps: K runs over the im2col order tap·IC + ic
   // (rounded up to 2) as one "tap", and the driver gathers each pixel's window into a row.
   bool im2col16 = false;
-  // 1×1 without padding: widen each task's rows of the input into a thread-local buffer instead
+  // 1×1 without padding: widen each task's rows of the input into a pooled buffer instead
   // of the whole input up front.
   bool pointwise16 = false;
   // false with TFQ8_AVX2_S16_DRIVER=v1 (read at packing time, for A/B timing only): 1×1 inputs

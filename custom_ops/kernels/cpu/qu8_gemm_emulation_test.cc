@@ -2,8 +2,10 @@
 // Conv2DRun on every SIMD path, including paths the CPU lacks when built with
 // qu8_gemm_emulation_test.h force-included, and compares each with the scalar reference over a
 // sweep of shapes and epilogues. Prints "N passed, M failed"; exit status 1 on any mismatch.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -12,6 +14,12 @@
 using namespace tfq8;
 
 namespace {
+
+// Runs [0, n) as ranges of 1, 2, 3, ... tasks, one after another, the way a thread pool may
+// cut it: every driver must write the same bytes however its tasks are grouped.
+void ChunkyFor(int64_t n, int64_t /*cost*/, const std::function<void(int64_t, int64_t)>& fn) {
+  for (int64_t b = 0, len = 1; b < n; b += len, ++len) fn(b, std::min(n, b + len));
+}
 
 struct Geo {
   int n, h, w, ic, oc, k, stride, dil, pad;
@@ -51,7 +59,7 @@ bool RunOne(const Geo& g, const ConvEpilogueAttrs& base, std::mt19937& rng, cons
     PackedConv p = *PackConv(isa, s, w.data(), a, &err);
     p.use_avxvnni = path == 1;
     std::vector<uint8_t> got(bytes + 64, 0xCD);
-    Conv2DRun(p, s, x.data(), a.has_summand ? sum.data() : nullptr, got.data(), SerialFor);
+    Conv2DRun(p, s, x.data(), a.has_summand ? sum.data() : nullptr, got.data(), ChunkyFor);
     if (std::memcmp(got.data(), want.data(), bytes) != 0 || got[bytes] != 0xCD) {
       size_t i = 0;
       while (i < bytes && got[i] == want[i]) ++i;
@@ -74,6 +82,10 @@ int main() {
       {1, 11, 10, 17, 40, 5, 1, 2, 4}, {1, 15, 13, 3, 24, 7, 2, 1, 3},
       {2, 4, 3, 128, 16, 3, 1, 1, 1},  {1, 2, 2, 5, 7, 3, 1, 1, 2},
       {1, 12, 12, 64, 96, 3, 1, 1, 1},
+      // Task chunks of several pixel blocks: small weights (pixels split first) and weights
+      // over half of L2 (large chunks × channel groups), whole and partial last blocks.
+      {4, 16, 16, 64, 96, 3, 1, 1, 1}, {2, 8, 8, 256, 160, 3, 1, 1, 1},
+      {3, 10, 11, 128, 64, 1, 1, 1, 0},
   };
   int passed = 0, failed = 0;
   for (const Geo& g : geos) {
