@@ -123,6 +123,8 @@ class LookupOp : public OpKernel {
   explicit LookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    Isa isa;
+    if (!GetIsa(ctx, &isa)) return;
     const Tensor& in = ctx->input(0);
     const Tensor& table = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckLookupTable(name(), table));
@@ -131,8 +133,8 @@ class LookupOp : public OpKernel {
     const uint8_t* x = in.flat<uint8_t>().data();
     const uint8_t* t = table.flat<uint8_t>().data();
     uint8_t* y = out->flat<uint8_t>().data();
-    ForChunks(ctx, in.NumElements(),
-              [&](int64_t b, int64_t n) { qu8_vlut_ukernel__ref(n, x + b, y + b, t); });
+    const LutFn fn = GetLookupKernel(isa);
+    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b, t); });
   }
 };
 

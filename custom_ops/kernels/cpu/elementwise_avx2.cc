@@ -71,4 +71,42 @@ void qu8_vchanmul_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x, 
   }
 }
 
+void qu8_vlut_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table) {
+  // Row r of the table (entries 16r..16r+15) in both lanes, and r in the high nibble. For row
+  // r, x ^ (r << 4) has high nibble 0 exactly for the bytes that row serves; adding 0x70 with
+  // unsigned saturation leaves those at 0x70..0x7F (bit 7 clear, low nibble = x's) and sets
+  // bit 7 of every other byte, which vpshufb turns into 0. The 16 rows' results are OR-ed.
+  __m256i rows[16], keys[16];
+  for (int r = 0; r < 16; ++r) {
+    rows[r] = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16 * r)));
+    keys[r] = _mm256_set1_epi8(static_cast<char>(r << 4));
+  }
+  const __m256i c70 = _mm256_set1_epi8(0x70);
+  auto lookup = [&](__m256i v, int r) {
+    return _mm256_shuffle_epi8(rows[r], _mm256_adds_epu8(_mm256_xor_si256(v, keys[r]), c70));
+  };
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {  // two vectors, four independent OR chains
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32));
+    __m256i a0 = lookup(v0, 0), b0 = lookup(v0, 1), a1 = lookup(v1, 0), b1 = lookup(v1, 1);
+    for (int r = 2; r < 16; r += 2) {
+      a0 = _mm256_or_si256(a0, lookup(v0, r));
+      b0 = _mm256_or_si256(b0, lookup(v0, r + 1));
+      a1 = _mm256_or_si256(a1, lookup(v1, r));
+      b1 = _mm256_or_si256(b1, lookup(v1, r + 1));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_or_si256(a0, b0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i + 32), _mm256_or_si256(a1, b1));
+  }
+  for (; i + 32 <= n; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    __m256i a = lookup(v, 0);
+    for (int r = 1; r < 16; ++r) a = _mm256_or_si256(a, lookup(v, r));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), a);
+  }
+  qu8_vlut_ukernel__ref(n - i, x + i, y + i, table);
+}
+
 }  // namespace tfq8

@@ -115,4 +115,8 @@ ChannelMulFn GetChannelMulKernel(Isa isa) {
   }
 }
 
+LutFn GetLookupKernel(Isa isa) {
+  return isa == Isa::kRef ? qu8_vlut_ukernel__ref : qu8_vlut_ukernel__avx2;
+}
+
 }  // namespace tfq8
