@@ -29,6 +29,16 @@ void ForChunks(OpKernelContext* ctx, int64_t n, Fn fn) {
   });
 }
 
+// A uint8 → uint8 op of the input's shape: allocates output 0 and runs fn(n, x, y) over chunks.
+template <typename Fn>
+void MapU8(OpKernelContext* ctx, const Tensor& in, Fn fn) {
+  Tensor* out = nullptr;
+  OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+  const uint8_t* x = in.flat<uint8_t>().data();
+  uint8_t* y = out->flat<uint8_t>().data();
+  ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b); });
+}
+
 class QuantizeOp : public OpKernel {
  public:
   explicit QuantizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -105,13 +115,9 @@ class RequantizeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     Isa isa;
     if (!GetIsa(ctx, &isa)) return;
-    const Tensor& in = ctx->input(0);
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
-    const uint8_t* x = in.flat<uint8_t>().data();
-    uint8_t* y = out->flat<uint8_t>().data();
     const RequantizeFn fn = GetRequantizeKernel(isa);
-    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b, params_); });
+    MapU8(ctx, ctx->input(0),
+          [&](int64_t n, const uint8_t* x, uint8_t* y) { fn(n, x, y, params_); });
   }
 
  private:
@@ -125,16 +131,11 @@ class LookupOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     Isa isa;
     if (!GetIsa(ctx, &isa)) return;
-    const Tensor& in = ctx->input(0);
     const Tensor& table = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckLookupTable(name(), table));
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
-    const uint8_t* x = in.flat<uint8_t>().data();
     const uint8_t* t = table.flat<uint8_t>().data();
-    uint8_t* y = out->flat<uint8_t>().data();
     const LutFn fn = GetLookupKernel(isa);
-    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b, t); });
+    MapU8(ctx, ctx->input(0), [&](int64_t n, const uint8_t* x, uint8_t* y) { fn(n, x, y, t); });
   }
 };
 
