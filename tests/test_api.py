@@ -112,6 +112,53 @@ def test_bias_correction_and_scheme_options(model, data, int8, tmp_path):
         tfq8.quantize(model, x, _cfg(activation_scheme="affine"))
 
 
+def _filters(q):
+    """{INT8 op name: its int8 filter} from the emitted graph."""
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in q.graph_def.node
+              if n.op == "Const"}
+    return {n.name: consts[n.input[1]] for n in q.graph_def.node
+            if n.op in ("Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul")}
+
+
+def test_weight_rounding_option_and_table(model, data, int8, tmp_path):
+    from tfq8.calibration.weight_rounding import decode_int8_weights
+
+    x = data[:16]
+    meta = int8.calibration_table.metadata["weight_rounding"]
+    assert meta["per_channel"] is True
+    # conv (432 patch rows per batch for K = 27) and depthwise; the Dense sees 16 rows for 8
+    # weights per channel (< MIN_ROWS_PER_WEIGHT · K) and keeps round-to-nearest
+    assert sorted(_filters(int8)) and len(meta["layers"]) == 2
+    assert "output-error weight rounding on 2 layer(s)" in int8.summary()
+    plain = tfq8.quantize(model, x, _cfg(weight_rounding=False))
+    assert "weight_rounding" not in plain.calibration_table.metadata
+    assert "round-to-nearest weights" in plain.summary()
+    got, rtn = _filters(int8), _filters(plain)
+    assert got.keys() == rtn.keys()
+    changed = 0
+    for name in got:
+        d = got[name].astype(int) - rtn[name].astype(int)
+        assert np.abs(d).max() <= 2, name          # a re-rounding, not other weights
+        changed += int(np.count_nonzero(d))
+        key = [k for k in meta["layers"] if k == name or name.startswith(k + "/")]
+        if key:
+            np.testing.assert_array_equal(
+                got[name], decode_int8_weights(meta["layers"][key[0]], rtn[name]))
+        else:
+            np.testing.assert_array_equal(got[name], rtn[name])
+    assert changed > 0
+    # the table reproduces the rounding without data; it cannot be dropped or reinterpreted
+    path = tmp_path / "table.json"
+    int8.calibration_table.save(path)
+    again = tfq8.quantize(model, None, _cfg(calibration_table=str(path)))
+    for name, f in _filters(again).items():
+        np.testing.assert_array_equal(f, got[name])
+    with pytest.raises(ValueError, match="weight_rounding=True"):
+        tfq8.quantize(model, None, _cfg(calibration_table=str(path), weight_rounding=False))
+    with pytest.raises(ValueError, match="per_channel"):
+        tfq8.quantize(model, None, _cfg(calibration_table=str(path), per_channel=False))
+
+
 def test_bad_config_and_model():
     with pytest.raises(ValueError, match="method"):
         tfq8.quantize(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),

@@ -53,6 +53,18 @@ class CorrectionSite:
     pads: tuple = (0, 0, 0, 0)
     summand: str | None = None
     summand_qparams: QParams | None = None
+    int8_weights: tuple | None = None   # (int8, scales) when calibration chose the rounding
+
+    def dequantized(self) -> np.ndarray:
+        """The f32 weights the INT8 op effectively uses."""
+        if self.int8_weights is None:
+            return dequantized_weights(self.kind, self.weights, self.per_channel)
+        wq, s = self.int8_weights
+        s = np.asarray(s, np.float64).reshape(-1)
+        if self.kind == "depthwise":
+            kh, kw, c, m = wq.shape
+            return (wq.reshape(kh, kw, c * m) * s).reshape(wq.shape)
+        return wq.astype(np.float64) * s
 
 
 def dequantized_weights(kind: str, w: np.ndarray, per_channel: bool = True) -> np.ndarray:
@@ -157,7 +169,7 @@ class BiasCorrector:
                 continue
             n = self._n[key]
             mean_x, mean_qx = self._x[key][0] / n, self._x[key][1] / n
-            wq = dequantized_weights(site.kind, site.weights, site.per_channel)
+            wq = site.dequantized()
             d = mean_output(site, mean_qx, wq) - mean_output(site, mean_x, site.weights)
             skey = (site.summand, site.summand_qparams)
             if site.summand is not None and skey in self._s:

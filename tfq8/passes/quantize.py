@@ -920,25 +920,36 @@ class QuantizePlan:
         nd.attr["T"].type = out_type
         nd.attr["Tidx"].type = tf.int32.as_datatype_enum
 
+    def int8_weights(self, grp):
+        """(int8 weights in the graph's layout, f32 scales) of a conv/depthwise/matmul group:
+        round-to-nearest at max|w| / 127, unless calibration chose the int8 values
+        (grp.attrs["int8_weights"], see tfq8.calibration.weight_rounding)."""
+        w = grp.attrs["weights"]
+        if "int8_weights" in grp.attrs:
+            wq, scales = grp.attrs["int8_weights"]
+            if wq.shape != w.shape:
+                raise QuantizeError(f"{grp.out_node}: rounded int8 weights of shape {wq.shape} "
+                                    f"do not fit the layer's weights {w.shape}; recalibrate")
+            return wq, scales
+        if grp.kind == "depthwise":
+            kh, kw, c, m = w.shape
+            flat = w.reshape(kh, kw, c * m)
+            # an affine's one weight per channel is exact only with its own scale
+            scales = weight_scales(flat, axis=-1,
+                                   per_channel=self.per_channel or grp.attrs.get("affine"))
+            return quantize_weights(flat, scales, axis=-1).reshape(kh, kw, c, m), scales
+        scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
+        return quantize_weights(w, scales, axis=-1), scales
+
     def _emit_group(self, grp, nd, ins_q, summand_q, qp, t, fuse_f32, out) -> LayerReport:
         rep = LayerReport(node=grp.out_node, op=grp.attrs["op"], int8=True,
                           input_qparams=[qp[i] for i in grp.inputs if i in qp],
                           output_qparams=None if fuse_f32 else qp[t])
         a = nd.attr
         if grp.kind in ("conv", "depthwise", "matmul"):
-            w = grp.attrs["weights"]
             nd.op = {"conv": "Tfq8Conv2D", "depthwise": "Tfq8DepthwiseConv2D",
                      "matmul": "Tfq8MatMul"}[grp.kind]
-            if grp.kind == "depthwise":
-                kh, kw, c, m = w.shape
-                flat = w.reshape(kh, kw, c * m)
-                # an affine's one weight per channel is exact only with its own scale
-                scales = weight_scales(flat, axis=-1,
-                                       per_channel=self.per_channel or grp.attrs.get("affine"))
-                wq = quantize_weights(flat, scales, axis=-1).reshape(kh, kw, c, m)
-            else:
-                scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
-                wq = quantize_weights(w, scales, axis=-1)
+            wq, scales = self.int8_weights(grp)
             rep.weight_scale_range = (float(np.min(scales)), float(np.max(scales)))
             split_bound = (grp.activation == "CLIP" and not grp.attrs["clip"][2] and fuse_f32)
             if split_bound:
