@@ -14,10 +14,12 @@ trained model gets". Input sizes are kept small to fit a 2-core machine.
     python bench/zoo.py --models EfficientNetB0 DenseNet121 --size 96
     python bench/zoo.py --json out.json          # machine-readable rows as well
     python bench/zoo.py --time 30                # and batch-1 latency, FP32 vs INT8
+    python bench/zoo.py --config weight_rounding=False   # a QuantConfig field changed
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -135,7 +137,7 @@ def _median_ms(fn, x, runs):
     return round(1e3 * float(np.median(times)), 2)
 
 
-def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0):
+def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0, config=None):
     import tensorflow as tf
     import tfq8
     row = {"model": name, "size": size}
@@ -145,7 +147,8 @@ def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0):
     fp32 = np.concatenate([_out(model(evaluation[i:i + 16], training=False))
                            for i in range(0, len(evaluation), 16)])
     t0 = time.perf_counter()
-    q = tfq8.quantize(model, calib, tfq8.QuantConfig(num_samples=num_samples, verbose=False))
+    q = tfq8.quantize(model, calib, tfq8.QuantConfig(
+        **{"num_samples": num_samples, "verbose": False, **(config or {})}))
     row["quantize_s"] = round(time.perf_counter() - t0, 1)
     out = np.concatenate([_out(q(evaluation[i:i + 16])) for i in range(0, len(evaluation), 16)])
     cos = cosine_rows(fp32, out)
@@ -177,7 +180,19 @@ def main(argv=None):
     p.add_argument("--time", type=int, default=0, metavar="RUNS",
                    help="also time batch-1 inference, FP32 (Keras in a tf.function) and INT8, "
                         "median of RUNS calls (same process, same threads)")
+    p.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="QuantConfig fields to change from the defaults, values as Python "
+                        "literals, e.g. --config weight_rounding=False method='entropy'")
     args = p.parse_args(argv)
+    config = {}
+    for item in args.config:
+        field, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--config {item!r}: expected FIELD=VALUE")
+        try:
+            config[field] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            config[field] = value       # a bare word: a string
 
     rows = []
     for name in args.models:
@@ -186,7 +201,8 @@ def main(argv=None):
         calib, evaluation, kind = _photos(size, args.num_samples, args.eval)
         print(f"== {name} @ {size}x{size} ({kind})", flush=True)
         try:
-            row = run_one(name, size, kwargs, calib, evaluation, args.num_samples, args.time)
+            row = run_one(name, size, kwargs, calib, evaluation, args.num_samples, args.time,
+                          config)
         except Exception as e:  # noqa: BLE001 - the sweep reports failures and goes on
             row = {"model": name, "size": size, "error": f"{type(e).__name__}: {e}"[:2000],
                    "traceback": traceback.format_exc()[-3000:]}
