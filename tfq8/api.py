@@ -451,7 +451,9 @@ def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
         run = _fp32_runner(fp32, frozen, sorted({s.input for s in sites}))
         batches = normalize_calibration_data(calibration_data, frozen.inputs,
                                              batch_size=config.batch_size)
-        rounded = round_weights(sites, run, _limited(batches, config.num_samples))
+        used = table.metadata.get("num_samples")     # what calibration actually saw
+        expected = -(-int(used) // config.batch_size) if used else None
+        rounded = round_weights(sites, run, _limited(batches, config.num_samples), expected)
         layers = {}
         for key, (wq, _) in sorted(rounded.items()):
             rtn, _ = plan.int8_weights(plan.groups[key])

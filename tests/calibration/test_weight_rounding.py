@@ -203,3 +203,16 @@ def test_table_encoding_round_trips():
         wr.decode_int8_weights("not base64!", rtn, "conv1")
     with pytest.raises(ValueError, match="conv1.*weights; recalibrate"):
         wr.decode_int8_weights(text, rtn[:2], "conv1")
+
+
+def test_row_sampling_budget():
+    """About TARGET_ROWS_PER_WEIGHT · K rows over the expected batches, within the per-batch
+    bounds; no expectation: the per-batch cap."""
+    conv = wr.RoundingSite("c", "conv", "x", np.zeros((3, 3, 256, 8), np.float32))  # K = 2304
+    small = wr.RoundingSite("s", "conv", "x", np.zeros((1, 1, 24, 8), np.float32))  # K = 24
+    acc = wr.HessianAccumulator([conv, small], expected_batches=32)
+    assert acc._row_limit(conv) == wr.TARGET_ROWS_PER_WEIGHT * 2304 // 32
+    assert acc._row_limit(small) == wr.MIN_ROWS_PER_BATCH
+    assert wr.HessianAccumulator([conv], expected_batches=1)._row_limit(conv) == \
+        wr.ROWS_PER_BATCH
+    assert wr.HessianAccumulator([conv])._row_limit(conv) == wr.ROWS_PER_BATCH

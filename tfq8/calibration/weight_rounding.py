@@ -14,8 +14,12 @@ What is estimated per layer (x: the layer's FP32 input on calibration data):
   conv (HWIO):        H over im2col rows, K = kh·kw·cin (one H for all output channels);
   depthwise (HWCM):   one kh·kw × kh·kw H per input channel;
   matmul ((in, out)): H over input rows, K = in.
-Rows are sampled (at most ROWS_PER_BATCH output positions per batch, fixed seed) so the cost
-does not grow with the image size. A layer with fewer rows than MIN_ROWS_PER_WEIGHT × K (a
+The cost is O(rows · K²) per layer (the Σ x xᵀ products), so rows are sampled (output
+positions, fixed seed): about TARGET_ROWS_PER_WEIGHT × K over the whole calibration set when the
+number of batches is known, between MIN_ROWS_PER_BATCH and ROWS_PER_BATCH per batch (ResNet50's
+14×14 3×3 convs, K = 2304: 1152 of 3136 positions per batch of 16 over 512 images), so the cost
+does not grow with the image size or far past what H needs. A layer with fewer rows than
+MIN_ROWS_PER_WEIGHT × K (a
 classifier calibrated on a few hundred images) keeps round-to-nearest: H would be rank-
 deficient there and the rounding would fit the calibration images rather than the layer.
 
@@ -34,9 +38,12 @@ from tfq8.calibration.qparams import S8_LEVELS, weight_scales
 
 __all__ = ["RoundingSite", "HessianAccumulator", "round_weights", "gptq_round",
            "encode_int8_weights", "decode_int8_weights",
-           "gptq_round_depthwise", "ROWS_PER_BATCH", "MIN_ROWS_PER_WEIGHT"]
+           "gptq_round_depthwise", "ROWS_PER_BATCH", "MIN_ROWS_PER_BATCH",
+           "TARGET_ROWS_PER_WEIGHT", "MIN_ROWS_PER_WEIGHT"]
 
 ROWS_PER_BATCH = 4096
+MIN_ROWS_PER_BATCH = 512
+TARGET_ROWS_PER_WEIGHT = 32
 MIN_ROWS_PER_WEIGHT = 8
 DAMPING = 0.01      # × mean diagonal of H: keeps H⁻¹ well conditioned (GPTQ's choice)
 BLOCK = 128         # columns rounded per lazy block update
@@ -64,15 +71,16 @@ class RoundingSite:
             np.prod(w.shape[:-1]))
 
 
-def _sample_positions(x: np.ndarray, site: RoundingSite, rng: np.random.Generator):
+def _sample_positions(x: np.ndarray, site: RoundingSite, rng: np.random.Generator,
+                      limit: int = ROWS_PER_BATCH):
     kh, kw = site.weights.shape[0], site.weights.shape[1]
     t, b, l, r = site.pads
     n, h, w, _ = x.shape
     oh = (h + t + b - site.dilations[0] * (kh - 1) - 1) // site.strides[0] + 1
     ow = (w + l + r - site.dilations[1] * (kw - 1) - 1) // site.strides[1] + 1
     total = n * oh * ow
-    if total > ROWS_PER_BATCH:
-        return np.sort(rng.choice(total, ROWS_PER_BATCH, replace=False))
+    if total > limit:
+        return np.sort(rng.choice(total, limit, replace=False))
     return np.arange(total)
 
 
@@ -102,15 +110,23 @@ class HessianAccumulator:
         weights = acc.round()                             # {site name: (int8 weights, scales)}
     """
 
-    def __init__(self, sites: Iterable[RoundingSite], seed: int = 0):
+    def __init__(self, sites: Iterable[RoundingSite], seed: int = 0,
+                 expected_batches: int | None = None):
         self.sites = [s for s in sites if _supported(s)]
         self._h = {}
         self._rows = {}
         self._rng = np.random.default_rng(seed)
+        self._expected_batches = expected_batches
 
     @property
     def tensors(self) -> list[str]:
         return sorted({s.input for s in self.sites})
+
+    def _row_limit(self, site: RoundingSite) -> int:
+        if not self._expected_batches:
+            return ROWS_PER_BATCH
+        want = -(-TARGET_ROWS_PER_WEIGHT * site.num_inputs // self._expected_batches)
+        return int(min(ROWS_PER_BATCH, max(MIN_ROWS_PER_BATCH, want)))
 
     def observe(self, values: Mapping[str, np.ndarray]) -> None:
         """values: {input tensor: FP32 value} for one batch."""
@@ -119,7 +135,8 @@ class HessianAccumulator:
             if site.kind == "matmul":
                 p = x.reshape(-1, x.shape[-1])
             else:
-                p = _patch_rows(x, site, _sample_positions(x, site, self._rng))
+                idx = _sample_positions(x, site, self._rng, self._row_limit(site))
+                p = _patch_rows(x, site, idx)
             # f32 products (the sgemm is the pass's main cost), summed over batches in f64
             if site.kind == "depthwise":
                 taps = p.shape[1]
@@ -235,10 +252,12 @@ def gptq_round_depthwise(w: np.ndarray, h: np.ndarray, scales: np.ndarray) -> np
 
 
 def round_weights(sites: Iterable[RoundingSite], run_batch: Callable[[Any], Mapping],
-                  batches: Iterable[Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """One pass: ``run_batch(batch) → {input tensor: FP32 value}`` over ``batches``; returns
-    {site name: (int8 weights, f32 scales)}."""
-    acc = HessianAccumulator(sites)
+                  batches: Iterable[Any], expected_batches: int | None = None
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One pass: ``run_batch(batch) → {input tensor: FP32 value}`` over ``batches`` (about
+    ``expected_batches`` of them, when known: sizes the row sampling); returns {site name:
+    (int8 weights, f32 scales)}."""
+    acc = HessianAccumulator(sites, expected_batches=expected_batches)
     for batch in batches:
         acc.observe(run_batch(batch))
     return acc.round()
