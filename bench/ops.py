@@ -4,10 +4,13 @@ against TF's FP32 tf.nn.conv2d on the same shapes, side by side in one run.
     python bench/ops.py                      # default path (TFQ8_ISA or the best the CPU has)
     python bench/ops.py --isa avx2 --isa amx --batch 1 --batch 16 --net resnet50
     python bench/ops.py --isa avx2 --isa avx2-c4     # AVX2: the s16 kernel vs the older c4 one
+    python bench/ops.py --isa avx2 --isa avx2-direct # AVX2: 3×3 convs Winograd vs direct
 
 A path is a TFQ8_ISA value, or avx2-c4 (TFQ8_ISA=avx2 with TFQ8_AVX2_KERNEL=c4: the older
 2x32c4 widening kernel, kept for comparison), or avx2-v1 (TFQ8_AVX2_S16_DRIVER=v1: the s16
-kernel with 1×1 inputs widened to u16 whole, up front, instead of per task in cache). The kernel each path really runs is read from the
+kernel with 1×1 inputs widened to u16 whole, up front, instead of per task in cache), or
+avx2-direct (TFQ8_WINOGRAD=0: 3×3 stride-1 convs on the direct s16 kernel, not exact Winograd
+F(2×2, 3×3)). The kernel each path really runs is read from the
 library's TFQ8_VERBOSE log and printed with the CPU model and its int8 ISA flags.
 
 Each op is timed inside a tf.function as a chain of R calls (control dependencies, so they run
@@ -155,13 +158,15 @@ def fp32_op(c, rng):
 
 
 PATH_ENV = {"avx2-c4": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_KERNEL": "c4"},
+            # 3×3 stride-1 convs on the direct s16 kernel instead of exact Winograd F(2×2, 3×3)
+            "avx2-direct": {"TFQ8_ISA": "avx2", "TFQ8_WINOGRAD": "0"},
             # the s16 kernel with 1×1 inputs widened whole up front (before per-task widening)
             "avx2-v1": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_S16_DRIVER": "v1"}}
 
 
 def set_path(isa):
     """Sets the environment of path `isa` (None: the library's default choice)."""
-    for k in ("TFQ8_ISA", "TFQ8_AVX2_KERNEL", "TFQ8_AVX2_S16_DRIVER"):
+    for k in ("TFQ8_ISA", "TFQ8_AVX2_KERNEL", "TFQ8_AVX2_S16_DRIVER", "TFQ8_WINOGRAD"):
         os.environ.pop(k, None)
     if isa:
         os.environ.update(PATH_ENV.get(isa, {"TFQ8_ISA": isa}))

@@ -132,7 +132,8 @@ class QConvOpBase : public OpKernel {
                    const Tensor& bias, const Tensor& fscale,
                    std::shared_ptr<const PackedConv>* out) {
     std::lock_guard<std::mutex> lock(mu_);
-    CacheEntry& e = cache_[static_cast<int>(isa)];
+    // TFQ8_WINOGRAD changes what PackConv builds, so it is part of the key, like the ISA.
+    CacheEntry& e = cache_[static_cast<int>(isa) * 2 + (WinogradAllowed() ? 1 : 0)];
     if (e.packed && e.filter.data() == filter.data() && e.bias.data() == bias.data() &&
         e.filter_scale.data() == fscale.data() && e.filter.shape() == filter.shape()) {
       *out = e.packed;
@@ -174,7 +175,7 @@ class QConvOpBase : public OpKernel {
   ConvEpilogueAttrs attrs_;
   ConvShape geo_;
   std::mutex mu_;
-  std::array<CacheEntry, 4> cache_;
+  std::array<CacheEntry, 8> cache_;  // [isa][Winograd allowed]
 };
 
 class Conv2DOp : public QConvOpBase {

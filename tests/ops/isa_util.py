@@ -14,17 +14,26 @@ import tfq8
 ALL_ISAS = ("ref", "avx2", "avx512vnni", "amx")
 
 
+# Variants of a path chosen by another switch: "avx2-direct" is avx2 with exact Winograd
+# F(2×2, 3×3) off (3×3 stride-1 convs on the direct kernel).
+PATH_ENV = {"avx2-direct": {"TFQ8_ISA": "avx2", "TFQ8_WINOGRAD": "0"}}
+
+
 @contextlib.contextmanager
 def forced_isa(isa):
-    old = os.environ.get("TFQ8_ISA")
-    os.environ["TFQ8_ISA"] = isa
+    env = PATH_ENV.get(isa, {"TFQ8_ISA": isa})
+    old = {k: os.environ.get(k) for k in ("TFQ8_ISA", "TFQ8_WINOGRAD")}
+    for k in old:
+        os.environ.pop(k, None)
+    os.environ.update(env)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("TFQ8_ISA", None)
-        else:
-            os.environ["TFQ8_ISA"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _available(isa):
@@ -39,10 +48,14 @@ def _available(isa):
 AVAILABLE_ISAS = tuple(isa for isa in ALL_ISAS if _available(isa))
 
 
-def run_all_isas(fn):
-    """{isa: numpy result of fn()} for every available path."""
+# Conv tests also run the avx2 path's direct 3×3 kernel beside its Winograd one.
+CONV_PATHS = AVAILABLE_ISAS + (("avx2-direct",) if "avx2" in AVAILABLE_ISAS else ())
+
+
+def run_all_isas(fn, paths=AVAILABLE_ISAS):
+    """{path: numpy result of fn()} for every available path (or the given ones)."""
     out = {}
-    for isa in AVAILABLE_ISAS:
+    for isa in paths:
         with forced_isa(isa):
             out[isa] = np.asarray(fn())
     return out

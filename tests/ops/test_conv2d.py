@@ -19,7 +19,13 @@ import tensorflow as tf
 
 import tfq8
 from tests.ops import numpy_ref as ref
-from tests.ops.isa_util import AVAILABLE_ISAS, assert_all_equal, forced_isa, run_all_isas
+from tests.ops.isa_util import (
+    AVAILABLE_ISAS,
+    CONV_PATHS,
+    assert_all_equal,
+    forced_isa,
+    run_all_isas,
+)
 
 OUT_TYPES = {"uint8": tf.uint8, "float32": tf.float32, "int32": tf.int32}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,7 +80,7 @@ def check(case, rng, **kw):
     summand = None
     if kw.pop("with_summand", False):
         summand = rng.integers(0, 256, size=case["oshape"], dtype=np.uint8)
-    got = run_all_isas(lambda: run_op(case, summand=summand, **kw))
+    got = run_all_isas(lambda: run_op(case, summand=summand, **kw), CONV_PATHS)
     want = expected(case, summand=summand, **kw)
     assert_all_equal(got, want, f"{case['x'].shape} {case['w'].shape} {kw}")
     return want
@@ -101,6 +107,10 @@ SHAPES = [
     (1, 33, 31, 3, 16, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1)),
     # weights past 256 KB as u16: chunks of several pixel blocks split into channel groups
     (1, 9, 9, 128, 130, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    # 3×3 stride 1 (Winograd on avx2): odd IC (channel tail, K padding), odd output sizes
+    # (partial 2×2 tiles), asymmetric padding; IC past kWinogradMaxIc (direct kernel)
+    (2, 7, 5, 17, 20, 3, 3, (1, 1), (1, 1), (0, 2, 1, 0)),
+    (1, 4, 3, 1030, 9, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
 ]
 
 
@@ -158,6 +168,20 @@ def test_bigger_shape_every_path():
     rng = np.random.default_rng(3)
     case = make_case(rng, 2, 20, 20, 64, 96, 3, 3, pads=(1, 1, 1, 1))
     check(case, rng, activation="RELU6", with_summand=True)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_winograd_accumulator_range(sign):
+    """Exact Winograd keeps 4·acc in int32 up to IC = 1024 (kWinogradMaxIc): the largest
+    accumulators (all inputs 255, all weights ±127) must come out exact, as raw int32."""
+    rng = np.random.default_rng(12)
+    case = make_case(rng, 1, 6, 6, 1024, 16, 3, 3, pads=(1, 1, 1, 1), zp_in=0, int_bias=True)
+    case["x"][:] = 255
+    case["w"][:] = 127 * sign
+    case["w"][1, 1, :, 8:] = -127 * sign      # half the channels: mixed signs across taps
+    case["bias"][:] = 0
+    want = check(case, rng, out_type="int32")
+    assert np.abs(want).max() == 9 * 255 * 127 * 1024
 
 
 def test_first_layer_7x7():
@@ -301,7 +325,7 @@ def test_bad_inputs_raise(over, message):
 def test_all_paths_listed():
     # On a machine without AVX512/AMX those paths are skipped by isa_util; say so in the log.
     assert "ref" in AVAILABLE_ISAS
-    print("paths tested:", AVAILABLE_ISAS)
+    print("paths tested:", AVAILABLE_ISAS, "conv paths:", CONV_PATHS)
 
 
 def test_simd_paths_emulated(tmp_path):
@@ -318,6 +342,7 @@ def test_simd_paths_emulated(tmp_path):
             "qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512.cc",
             "qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni.cc",
             "qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2.cc",
+            "qu8_winograd_f2x3_avx2.cc",
             "qu8_gemm_minmax_fp32_ukernel_32x32c4__amx.cc"]
     flags = ["-O1", "-std=c++17", f"-I{ROOT}", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off"]
     emulated = ["-include", os.path.join(cpu, "qu8_gemm_emulation_test.h")]

@@ -64,6 +64,47 @@ bool ConvShape::ComputeOutputSize() {
   return true;
 }
 
+bool WinogradAllowed() { return !EnvFlagOff("TFQ8_WINOGRAD"); }
+
+namespace {
+
+// U' = G' g G'ᵀ per (input, output channel), G' = [2 0 0; 1 1 1; 1 −1 1; 0 0 2], packed for
+// the 6x16c2s16 kernel with ξ = 4·row + column as its tap (qu8_winograd_f2x3_avx2.cc).
+void PackWinograd(const int8_t* filter, PackedConv* p) {
+  constexpr int64_t NR = kIgemmNrAvx2S16;
+  const int64_t ic = p->shape.ic, oc = p->shape.oc;
+  p->winograd = true;
+  p->kc16 = RoundUp(ic, 2);
+  p->block16 = p->kc16 * NR;  // one ξ of one 16-channel block
+  const int64_t nb16 = (oc + NR - 1) / NR;
+  p->weights_wino.assign(nb16 * 16 * p->block16, 0);
+  for (int64_t c = 0; c < ic; ++c) {
+    for (int64_t o = 0; o < oc; ++o) {
+      int g[3][3];
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) g[i][j] = filter[((i * 3 + j) * ic + c) * oc + o];
+      int t[4][3];  // G' g
+      for (int j = 0; j < 3; ++j) {
+        t[0][j] = 2 * g[0][j];
+        t[1][j] = g[0][j] + g[1][j] + g[2][j];
+        t[2][j] = g[0][j] - g[1][j] + g[2][j];
+        t[3][j] = 2 * g[2][j];
+      }
+      for (int r = 0; r < 4; ++r) {
+        const int u[4] = {2 * t[r][0], t[r][0] + t[r][1] + t[r][2], t[r][0] - t[r][1] + t[r][2],
+                          2 * t[r][2]};  // (G' g) G'ᵀ
+        for (int j = 0; j < 4; ++j) {
+          const int64_t xi = 4 * r + j;
+          p->weights_wino[((o / NR) * 16 + xi) * p->block16 + (c / 2) * NR * 2 + (o % NR) * 2 +
+                          (c % 2)] = static_cast<int16_t>(u[j]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const int8_t* filter,
                                            const ConvEpilogueAttrs& a, std::string* error) {
   auto p = std::make_shared<PackedConv>();
@@ -157,7 +198,13 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
       }
     }
   }
-  if (isa == Isa::kAvx2 && !p->use_avxvnni && !EnvIs("TFQ8_AVX2_KERNEL", "c4")) {
+  const bool avx2_s16 = isa == Isa::kAvx2 && !p->use_avxvnni && !EnvIs("TFQ8_AVX2_KERNEL", "c4");
+  if (avx2_s16 && s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 &&
+      s.dil_h == 1 && s.dil_w == 1 && ic >= 16 && ic <= kWinogradMaxIc && WinogradAllowed()) {
+    PackWinograd(filter, p.get());
+    return p;
+  }
+  if (avx2_s16) {
     // s16 k-pair blocks of 16 channels for qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2.
     constexpr int64_t NR = kIgemmNrAvx2S16;
     p->im2col16 = taps > 1 && ic < 16;
@@ -218,6 +265,10 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
   switch (p.isa) {
     case Isa::kRef: return "ref: qu8_conv2d_minmax_fp32__ref";
     case Isa::kAvx2:
+      if (p.winograd) {
+        return "avx2: exact Winograd F(2x2,3x3), qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 "
+               "on the 16 transformed GEMMs";
+      }
       return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
              : !p.weights_s16.empty() && s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16")
                  ? "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2 (1-2 output rows)"
@@ -279,6 +330,9 @@ struct ConvTaskPlan {
                  : std::min<int64_t>(mblocks, l2_chunk);
     mchunk = std::max<int64_t>(1, mchunk);
     nchunks = (mblocks + mchunk - 1) / mchunk;
+    // even chunks: 33 blocks in chunks of 32 would leave one chunk's tasks with 1/32 of the
+    // work of the other's, and a thread with nearly nothing to do
+    mchunk = (mblocks + nchunks - 1) / nchunks;
     if (nchunks < kTargetTasks) {
       ngroups = std::min<int64_t>(nblocks, (kTargetTasks + nchunks - 1) / nchunks);
       if (nchunks * ngroups < kTargetTasks) {  // few channel blocks too: smaller chunks
@@ -527,6 +581,74 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   });
 }
 
+// Exact Winograd F(2×2, 3×3) (PackedConv::winograd): tasks as in RunIgemmAvx2S16, over blocks
+// of MR 2×2 output tiles instead of MR pixels. Per task: transform its chunk's input tiles once
+// (16 s16 rows per tile), then per 16-channel block 16 GEMMs (one per ξ) into an s32 scratch
+// and the output transform with the fused epilogue.
+void RunWinogradAvx2(const PackedConv& p, const ConvShape& s, const uint8_t* input,
+                     const uint8_t* summand, void* output, const ParallelFor& pfor) {
+  constexpr int64_t MR = kIgemmMrAvx2S16, NR = kIgemmNrAvx2S16;
+  const int64_t kc = p.kc16, oc = s.oc;
+  const WinogradGeometry geo{s.h,  s.w,  s.ic, kc, s.pad_top, s.pad_left, s.oh, s.ow,
+                             (s.oh + 1) / 2, (s.ow + 1) / 2};
+  const int64_t tiles = s.n * geo.tiles_h * geo.tiles_w;
+  const int64_t nblocks = (oc + NR - 1) / NR;
+  // A GEMM reads one ξ's rows of the chunk at a time (1/16 of its transformed tiles), so the
+  // plan sizes chunks by that slice (×4 for the rest of the working set): larger chunks than
+  // by the whole transform, and each chunk streams the (16/9 × larger) weights once.
+  const ConvTaskPlan g((tiles + MR - 1) / MR, nblocks, MR * kc * 2 * 4,
+                       16 * kc * nblocks * NR * 2);
+  const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
+  QEpilogue raw;  // the GEMMs store plain s32 sums; bias and epilogue come after the transform
+  raw.out_type = QOutType::kS32;
+  static const int32_t kZeroBias[NR] = {};
+  const uint8_t zp = static_cast<uint8_t>(p.input_zero_point);
+  const int64_t cost = g.mchunk * MR * 16 * kc * NR * g.per_group / 24 + 64;
+  pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
+    ScratchLease<int16_t> v_lease;         // [ξ][tile][kc] transformed inputs of one chunk
+    ScratchLease<int32_t> m_lease;         // [ξ][tile][NR] GEMM results of one channel block
+    ScratchLease<const uint16_t*> ptrs_lease;  // [ξ][tile] rows of v for the kernel
+    int64_t built = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
+      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
+      const int64_t tile0 = mb0 * MR, count = std::min(mb1 * MR, tiles) - tile0;
+      const int64_t cap = (mb1 - mb0) * MR;  // rows per ξ, a whole number of kernel blocks
+      if (built != chunk) {
+        v_lease.Reserve(static_cast<size_t>(16 * cap * kc));
+        qu8_winograd_f2x3_input__avx2(input, geo, zp, tile0, count, v_lease.data(), cap * kc);
+        std::vector<const uint16_t*>& ptrs = ptrs_lease.vec();
+        ptrs.resize(16 * cap);
+        const uint16_t* v = reinterpret_cast<const uint16_t*>(v_lease.data());
+        for (int64_t xi = 0; xi < 16; ++xi)
+          for (int64_t r = 0; r < cap; ++r)  // past the last tile: repeat it
+            ptrs[xi * cap + r] = v + xi * cap * kc + std::min(r, count - 1) * kc;
+        built = chunk;
+      }
+      m_lease.Reserve(static_cast<size_t>(16 * cap * NR));
+      int32_t* m = m_lease.data();
+      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
+      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
+        const int64_t n0 = nb * NR;
+        const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
+        for (int64_t xi = 0; xi < 16; ++xi) {
+          const int16_t* w = p.weights_wino.data() + (nb * 16 + xi) * p.block16;
+          for (int64_t r0 = 0; r0 < count; r0 += MR) {
+            qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
+                static_cast<size_t>(std::min<int64_t>(MR, count - r0)), nc, kc, 1,
+                ptrs_lease.data() + xi * cap + r0, w, kZeroBias, p.mul.data() + n0,
+                p.badd.data() + n0, m + (xi * cap + r0) * NR, NR, nullptr, raw);
+          }
+        }
+        qu8_winograd_f2x3_output__avx2(m, cap * NR, geo, tile0, count, nc, p.bias.data() + n0,
+                                       p.mul.data() + n0, p.badd.data() + n0,
+                                       summand ? summand + n0 : nullptr,
+                                       static_cast<char*>(output) + n0 * es, oc, p.ep);
+      }
+    }
+  });
+}
+
 void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
             const uint8_t* summand, void* output, const ParallelFor& pfor) {
   constexpr int64_t MB = 32;
@@ -620,7 +742,9 @@ void Conv2DRun(const PackedConv& p, const ConvShape& s, const uint8_t* input,
       // One or two output rows (a batch-1 MatMul): the 6-row s16 kernel would compute 6 rows
       // for 1 and stream twice the weight bytes; the 2x32c4 kernel widens the s8 weights in
       // registers and computes 2 rows.
-      if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty() &&
+      if (p.winograd) {
+        RunWinogradAvx2(p, s, input, summand, output, pfor);
+      } else if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty() &&
           !(s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16"))) {
         RunIgemmAvx2S16(p, s, input, summand, output, pfor);
       } else {

@@ -112,6 +112,12 @@ struct PackedConv {
   int64_t kc16 = 0;              // u16 values of K per tap (IC, or taps·IC, rounded up to 2)
   int64_t block16 = 0;           // s16 elements of one 16-channel block
   std::vector<int16_t> weights_s16;
+  // avx2 without AVX-VNNI, 3×3 stride 1, 16 ≤ IC ≤ kWinogradMaxIc (unless TFQ8_WINOGRAD=0):
+  // exact Winograd F(2×2, 3×3) instead of weights_s16 (see qu8_winograd_f2x3_avx2.cc). The
+  // transformed filter U' = G' g G'ᵀ, s16, per 16-channel block and ξ: [block][16 ξ][kc16/2]
+  // [16 channels][2], i.e. the 6x16c2s16 kernel's layout with one "tap" per ξ.
+  bool winograd = false;
+  std::vector<int16_t> weights_wino;
   std::vector<int32_t> bias;    // [oc_padded]
   std::vector<float> mul;       // [oc_padded]
   std::vector<float> badd;      // [oc_padded]
@@ -122,6 +128,10 @@ struct PackedConv {
 // is -128.
 std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const int8_t* filter,
                                            const ConvEpilogueAttrs& a, std::string* error);
+
+// Whether PackConv may choose the Winograd path: false when TFQ8_WINOGRAD=0 (read per call, so
+// op kernels key their packed-weight cache on it, like on the ISA).
+bool WinogradAllowed();
 
 // Human-readable name of the implementation Conv2DRun picks (TFQ8_VERBOSE).
 std::string ConvImplName(const PackedConv& p, const ConvShape& s);

@@ -86,6 +86,27 @@ struct Im2colGeometry {
 void qu8_im2col_u16__avx2(const uint8_t* x, const Im2colGeometry& g, uint16_t zp, int64_t px0,
                           int64_t count, uint16_t* y, int64_t kc);
 
+// Winograd F(2×2, 3×3), exact (qu8_winograd_f2x3_avx2.cc): a 3×3 stride-1 conv as 16 GEMMs of
+// transformed s16 operands on the 6x16c2s16 kernel (s32 output), between an input and an output
+// transform. Output tiles of 2×2 pixels are numbered over N × tiles_h × tiles_w.
+constexpr int64_t kWinogradMaxIc = 1024;  // 4·acc must fit int32: 4·9·255·127·IC < 2³¹
+struct WinogradGeometry {
+  int64_t h, w, ic, kc;        // kc: IC rounded up to 2 (the GEMM's K)
+  int64_t pad_top, pad_left, oh, ow, tiles_h, tiles_w;
+};
+// Transformed inputs of tiles [t0, t0 + count): v[ξ·xi_stride + i·kc + c] for ξ in 0..15,
+// c < kc (c ≥ IC: 0). Padding reads as zp.
+void qu8_winograd_f2x3_input__avx2(const uint8_t* x, const WinogradGeometry& g, uint8_t zp,
+                                   int64_t t0, int64_t count, int16_t* v, int64_t xi_stride);
+// Output transform and fused epilogue of tiles [t0, t0 + count) for nc ≤ 16 channels: m holds
+// the GEMM results m[ξ·xi_stride + i·16 + ch] (bias not included); bias/mul/badd/s/c point at
+// the block's first channel (s, c: of pixel 0; rows oc elements apart), as for the igemm kernels.
+void qu8_winograd_f2x3_output__avx2(const int32_t* m, int64_t xi_stride,
+                                    const WinogradGeometry& g, int64_t t0, int64_t count,
+                                    size_t nc, const int32_t* bias, const float* mul,
+                                    const float* badd, const uint8_t* s, void* c, int64_t oc,
+                                    const QEpilogue& ep);
+
 // AMX: 32 rows × 32 channels from a dense A (rows a_stride bytes apart, k bytes each, k a
 // multiple of 64; rows past mr may hold anything readable) and a weight block packed as
 // [k/4][32][4]. acc: 32×32 int32 scratch. The calling thread must have called
