@@ -19,13 +19,14 @@ equalize pass's ReLU6 chains (small ReLU6 output channels multiplied up, ReLU6 �
 fused as CLIP), the defaults now: top-1 93.8 % (122/130), top-5 100 %, cosine mean 0.9961, min
 0.9919 (rule variants: regular-conv readers scaled like depthwise ones 0.9887; not scaled at all
 0.9952, min 0.9840; SmoothQuant weight term 0.9958, 123/130); + output-error weight
-rounding (tfq8/calibration/weight_rounding.py, GPTQ-style), the defaults now: top-1 95.4 %
-(124/130), top-5 100 %, cosine mean 0.9965, min 0.9889 (damping 0.1: 0.9966, 122/130;
-0.001: 0.9966, 123/130). Before that the top-1 count had not moved: the flips are near-ties (six of the eight have FP32 top-1/top-2 margins 0.12–0.20
+rounding (tfq8/calibration/weight_rounding.py, GPTQ-style), the defaults now: top-1 96.9 %
+(126/130), top-5 100 %, cosine mean 0.9965, min 0.9910 (with 4096 sampled rows per batch
+instead of ~32·K per layer: 124/130, 0.9965; damping 0.1: 0.9966, 122/130; 0.001: 0.9966,
+123/130). Before that the top-1 count had not moved: the flips are near-ties (six of the eight have FP32 top-1/top-2 margins 0.12–0.20
 against a median of ~1.1), the same crops of the same five photos, and
 variants with equal cosine give anywhere from 117 to 124 of 130 (see the issue note). Top-1
 on 130 correlated crops is too coarse to gate on tightly (the 122 → 124 step is inside that
-spread), so the top-1 gate stays at the old level minus two crops and the logit cosine, which
+spread, and so is 124 → 126), so the top-1 gate stays at the old level minus two crops and the logit cosine, which
 moves smoothly, is gated close to its measured value. Error budget (fake-quant, before
 equalization and range search): ReLU6 (u8) activations ≈ 55 %, weights ≈ 30 % (depthwise two thirds of it),
 residual streams ≈ 15 %.
@@ -38,9 +39,9 @@ import pytest
 from . import datasets, util
 from . import torchvision_mobilenet_v2 as tv_mnv2
 
-MIN_TOP1_AGREEMENT = 0.92   # issue target 0.95; measured 0.954 (see docstring)
+MIN_TOP1_AGREEMENT = 0.92   # issue target 0.95; measured 0.969 (see docstring)
 MIN_TOP5_AGREEMENT = 0.99
-MIN_COSINE_MEAN = 0.996     # measured 0.99646 (0.9961 before weight rounding, 0.9938 before
+MIN_COSINE_MEAN = 0.996     # measured 0.99653 (0.9961 before weight rounding, 0.9938 before
                             # the ReLU6 chains, 0.9884 before equalization + range search)
 
 # ImageNet class ids used by the FP32 sanity check.

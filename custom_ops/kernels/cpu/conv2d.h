@@ -36,6 +36,12 @@
 //             widening on the fly; other convs zero-extend the whole input to u16 once per call
 //             (a pooled buffer). With 1-2 output pixels (a batch-1 MatMul) the
 //             2x32c4 kernel runs instead, on the s8 weights (half the bytes to stream).
+//             3×3 stride-1 convs with 16 ≤ IC ≤ kWinogradMaxIc (TFQ8_WINOGRAD≠0): exact Winograd
+//             F(2×2, 3×3) instead (qu8_winograd_f2x3_avx2.cc): per task the chunk's 2×2 output
+//             tiles are transformed to 16 s16 rows each, the 6x16c2s16 kernel runs 16 GEMMs (one
+//             per transform point ξ, weights U' = G'gG'ᵀ packed as 16 "taps") into s32, and the
+//             output transform applies the fused epilogue. Integer transforms, so the result is
+//             the direct conv's bit for bit, with 16 instead of 36 multiplies per tile and IC.
 //      amx  : for each task's chunk of 32-pixel blocks the driver gathers the im2col rows into a
 //             pooled buffer (or, for 1×1 stride-1 unpadded convs with IC % 64 == 0, points the
 //             tiles straight at the input), then the AMX micro-kernel computes 32×32 tiles.
