@@ -61,24 +61,36 @@ def quantize(name):
     return model, q, time.perf_counter() - t0
 
 
-def time_e2e(model, q, batch, repeats, q_ab=None, ab_env=None):
-    """Median ms of FP32, INT8 and (q_ab: a second INT8 model whose ops were first run, and so
-    packed, with the environment ab_env) the A/B INT8 variant, called alternately."""
-    fp32 = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3))
-                    .astype(np.float32))
-    for _ in range(2):
-        fp32(x).numpy()
-        q(x).numpy()
-        if q_ab is not None:
-            saved = {k: os.environ.get(k) for k in ab_env}
-            os.environ.update(ab_env)
-            q_ab(x).numpy()
+def with_env(fn, env):
+    """fn, called with the environment variables env set (and restored after each call):
+    switches read when ops pack their weights and switches read on every call both apply."""
+    def call(x):
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return fn(x)
+        finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k)
                 else:
                     os.environ[k] = v
+    return call
+
+
+def time_e2e(model, q, batch, repeats, q_ab=None, ab_env=None):
+    """Median ms of FP32, INT8 and (q_ab: a second INT8 model run with the environment ab_env)
+    the A/B INT8 variant, called alternately."""
+    fp32 = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3))
+                    .astype(np.float32))
+    if q_ab is not None:
+        q_ab = with_env(q_ab, ab_env)
+    for _ in range(2):
+        fp32(x).numpy()
+        q(x).numpy()
+        if q_ab is not None:
+            q_ab(x).numpy()
     fns = [fp32, q] + ([q_ab] if q_ab is not None else [])
     times = [[] for _ in fns]
     for _ in range(repeats):
