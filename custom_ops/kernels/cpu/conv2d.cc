@@ -202,6 +202,8 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
   if (avx2_s16 && s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 &&
       s.dil_h == 1 && s.dil_w == 1 && ic >= 16 && ic <= kWinogradMaxIc && WinogradAllowed()) {
     PackWinograd(filter, p.get());
+    p->weights.clear();  // the c4 blocks are not read on this path: do not keep them
+    p->weights.shrink_to_fit();
     return p;
   }
   if (avx2_s16) {

@@ -122,6 +122,7 @@ struct PackedConv {
   // exact Winograd F(2×2, 3×3) instead of weights_s16 (see qu8_winograd_f2x3_avx2.cc). The
   // transformed filter U' = G' g G'ᵀ, s16, per 16-channel block and ξ: [block][16 ξ][kc16/2]
   // [16 channels][2], i.e. the 6x16c2s16 kernel's layout with one "tap" per ξ.
+  // Then `weights` is left empty: 2·16/9 bytes per weight instead of 2 (s16) + 1 (c4).
   bool winograd = false;
   std::vector<int16_t> weights_wino;
   std::vector<int32_t> bias;    // [oc_padded]
