@@ -212,6 +212,38 @@ gate[n, c]) with (output_scale, output_zero_point): t = float(q − input_zero_p
 rounded half to even. See docs/int8_numerics.md ("Channel multiply").
 )doc");
 
+REGISTER_OP("Tfq8LayerNorm")
+    .Input("input: uint8")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Output("output: uint8")
+    .Attr("input_scale: float")
+    .Attr("input_zero_point: int = 0")
+    .Attr("output_scale: float")
+    .Attr("output_zero_point: int = 0")
+    .Attr("epsilon: float = 0.001")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      ::tensorflow::shape_inference::ShapeHandle in, v;
+      ::tensorflow::shape_inference::DimensionHandle d;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 1, &in));
+      for (int i : {1, 2}) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 1, &v));
+        if (c->RankKnown(in)) TF_RETURN_IF_ERROR(c->Merge(c->Dim(v, 0), c->Dim(in, -1), &d));
+      }
+      c->set_output(0, c->input(0));
+      return ::tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Layer normalization of a uint8 tensor over its last axis (ConvNeXt's channels-last LayerNorm).
+
+input: [..., C] uint8 with (input_scale, input_zero_point); gamma, beta: [C] f32. output[..., c] =
+quantize((x − mean(x)) / sqrt(var(x) + epsilon) · gamma[c] + beta[c]) with (output_scale,
+output_zero_point), mean and variance over the C values of each row of the dequantized input
+(the input zero point cancels). The row statistics are exact integer sums of the codes; see
+docs/int8_numerics.md ("Layer normalization") for the f32 operation sequence every CPU path
+follows bit for bit. 1 ≤ C ≤ 65536.
+)doc");
+
 // ---------------------------------------------------------------------------------------------
 // Attributes shared by Conv2D, DepthwiseConv2D and MatMul: the fused epilogue.
 #define TFQ8_EPILOGUE_ATTRS                                         \

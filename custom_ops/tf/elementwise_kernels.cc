@@ -1,11 +1,11 @@
-// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup, Tfq8ChannelMul: read
-// attrs/tensors,
-// call the elementwise micro-kernels in parallel chunks.
+// CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup, Tfq8ChannelMul and
+// Tfq8LayerNorm: read attrs/tensors, call the elementwise micro-kernels in parallel chunks.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "custom_ops/kernels/cpu/elementwise.h"
+#include "custom_ops/kernels/cpu/layernorm.h"
 #include "custom_ops/tf/common.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -183,6 +183,62 @@ class ChannelMulOp : public OpKernel {
   RequantizeParams params_;
 };
 
+class LayerNormOp : public OpKernel {
+ public:
+  explicit LayerNormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    InOutQParams q;
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q));
+    float epsilon;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon));
+    OP_REQUIRES(ctx, epsilon >= 0.0f && std::isfinite(epsilon),
+                ::tensorflow::errors::InvalidArgument("epsilon must be a finite number >= 0, got ",
+                                                      epsilon));
+    params_ = MakeLayerNormParams(q.in_scale, q.out_scale, q.out_zero_point, epsilon);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Isa isa;
+    if (!GetIsa(ctx, &isa)) return;
+    const Tensor& in = ctx->input(0);
+    const Tensor& gamma = ctx->input(1);
+    const Tensor& beta = ctx->input(2);
+    OP_REQUIRES(ctx, in.dims() >= 1,
+                ::tensorflow::errors::InvalidArgument(name(), ": input must have rank >= 1"));
+    const int64_t channels = in.dim_size(in.dims() - 1);
+    OP_REQUIRES(ctx, channels >= 1 && channels <= kLayerNormMaxChannels,
+                ::tensorflow::errors::InvalidArgument(
+                    name(), ": the normalized (last) axis has ", channels,
+                    " values; Tfq8LayerNorm supports 1 to ", kLayerNormMaxChannels,
+                    " (keep this layer in FP32 with QuantConfig(keep_fp32=[...]))"));
+    for (const Tensor* t : {&gamma, &beta}) {
+      OP_REQUIRES(ctx, t->dims() == 1 && t->dim_size(0) == channels,
+                  ::tensorflow::errors::InvalidArgument(
+                      name(), ": gamma and beta must have shape [", channels,
+                      "] (the input's last axis), got ", t->shape().DebugString()));
+    }
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    if (in.NumElements() == 0) return;
+    std::vector<float> beta_out(channels);
+    LayerNormBetaOut(channels, beta.flat<float>().data(), params_, beta_out.data());
+    const float* g = gamma.flat<float>().data();
+    const int64_t rows = in.NumElements() / channels;
+    const uint8_t* x = in.flat<uint8_t>().data();
+    uint8_t* y = out->flat<uint8_t>().data();
+    const LayerNormFn fn = GetLayerNormKernel(isa);
+    const int64_t grain = std::max<int64_t>(1, kChunk / channels);  // rows per task
+    const int64_t tasks = (rows + grain - 1) / grain;
+    TfParallelFor(ctx)(tasks, kChunk * 4, [&](int64_t b, int64_t e) {
+      const int64_t r0 = b * grain, r1 = std::min(rows, e * grain);
+      fn(r1 - r0, channels, x + r0 * channels, g, beta_out.data(), y + r0 * channels, params_);
+    });
+  }
+
+ private:
+  LayerNormParams params_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("Tfq8LayerNorm").Device(::tensorflow::DEVICE_CPU), LayerNormOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8ChannelMul").Device(::tensorflow::DEVICE_CPU), ChannelMulOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(::tensorflow::DEVICE_CPU), LookupOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(::tensorflow::DEVICE_CPU), QuantizeOp);

@@ -244,3 +244,28 @@ def add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output
     if activation == "RELU6":
         hi = min(hi, _f32(6.0 / _attr(output_scale)))
     return _rne_clamp(t, lo, hi, output_zero_point)
+
+
+def layer_norm(q, gamma, beta, in_scale, out_scale, out_zp, epsilon):
+    """Tfq8LayerNorm over the last axis (docs/int8_numerics.md, "Layer normalization"): exact
+    integer row sums S1 = Σq, S2 = Σq², D = C·S2 − S1²; A = f32(s·r / (C·s_out)) with
+    r = 1 / sqrt(s²·D/C² + ε) in double; v = (f32(C·q − S1) · A) · gamma + f32(beta / s_out)."""
+    q = np.asarray(q, np.uint8)
+    c = q.shape[-1]
+    qi = q.astype(np.int64)
+    s1 = qi.sum(-1, keepdims=True)
+    s2 = (qi * qi).sum(-1, keepdims=True)
+    d = (c * s2 - s1 * s1).astype(np.float64)
+    s, so, eps = _attr(in_scale), _attr(out_scale), _attr(epsilon)
+    cf = np.float64(c)
+    var = s * s * (d / (cf * cf))
+    with np.errstate(divide="ignore"):
+        r = 1.0 / np.sqrt(var + eps)
+    a = (s * r / (cf * so)).astype(F32)
+    beta_out = (np.asarray(beta, F32).astype(np.float64) / so).astype(F32)
+    t = (c * qi - s1).astype(F32)
+    with np.errstate(invalid="ignore"):
+        v = (t * a).astype(F32)
+        v = (v * np.asarray(gamma, F32)).astype(F32)
+        v = (v + beta_out).astype(F32)
+    return _rne_clamp(v, -out_zp, 255 - out_zp, out_zp)
