@@ -497,3 +497,105 @@ def test_bilinear_upsampling_between_int8_ops_keeps_the_codes_scale():
     np.testing.assert_array_equal(got, np.rint(want).astype(np.uint8))
     fp32 = model(x[16:]).numpy()
     assert _cosine(fp32, q(x[16:]).numpy()).min() >= 0.995
+
+
+def _layernorm_model(**ln_kwargs):
+    """ConvNeXt's pattern: conv → LayerNorm (channels) → pointwise convs, a depthwise conv →
+    LayerNorm → Dense on NHWC, and a LayerNorm on the pooled [N, C] vector before the head."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(24, 2, strides=2)(inp)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, **ln_kwargs)(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    y = keras.layers.LayerNormalization(epsilon=1e-3, **ln_kwargs)(y)
+    y = keras.layers.Dense(48, activation="relu")(y)
+    y = keras.layers.Dense(24)(y)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.LayerNormalization(**ln_kwargs)(x)
+    model = keras.Model(inp, keras.layers.Dense(5)(x))
+    for layer in model.layers:      # trained-looking gamma/beta (Keras starts at 1 and 0)
+        if isinstance(layer, keras.layers.LayerNormalization):
+            for v in layer.weights:
+                v.assign(RNG.uniform(0.5, 1.5, v.shape) if "gamma" in v.path
+                         else RNG.normal(0, 0.3, v.shape))
+    return model
+
+
+def test_layer_norms_between_int8_ops_run_as_tfq8_layer_norm():
+    keras.utils.set_random_seed(11)
+    model = _layernorm_model()
+    x = RNG.normal(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8LayerNorm") == 3, ops
+    fp32_ops = q.report()["fp32_ops"]
+    assert not {"Mean", "Rsqrt", "SquaredDifference", "Mul"} & set(fp32_ops), fp32_ops
+    assert "Tfq8Dequantize" not in ops and ops.get("Tfq8Quantize") == 1, ops
+    # the op's gamma, beta and epsilon are the layers' own (read off the graph numerically)
+    lns = [layer for layer in model.layers if isinstance(layer, keras.layers.LayerNormalization)]
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor)
+              for n in q.graph_def.node if n.op == "Const"}
+    got = sorted((n.attr["epsilon"].f, tuple(consts[n.input[1]]), tuple(consts[n.input[2]]))
+                 for n in q.graph_def.node if n.op == "Tfq8LayerNorm")
+    want = sorted((np.float32(ln.epsilon), tuple(ln.gamma.numpy()), tuple(ln.beta.numpy()))
+                  for ln in lns)
+    for (ge, gg, gb), (we, wg, wb) in zip(got, want):
+        assert ge == we
+        np.testing.assert_allclose(gg, wg, rtol=1e-5)
+        np.testing.assert_allclose(gb, wb, atol=1e-5)
+    assert _cosine(model(x[32:]).numpy(), q(x[32:]).numpy()).min() >= 0.998
+
+    # Bit-exact against the numpy reference on the op's own uint8 input.
+    (feed,) = [n.name for n in q.graph_def.node if n.op == "Placeholder"]
+    for nd in (n for n in q.graph_def.node if n.op == "Tfq8LayerNorm"):
+        qin, qout = _run_int8_tensors(q.graph_def, {feed + ":0": x[32:]},
+                                      [nd.input[0], nd.name])
+        a = nd.attr
+        want = numpy_ref.layer_norm(qin, consts[nd.input[1]], consts[nd.input[2]],
+                                    a["input_scale"].f, a["output_scale"].f,
+                                    a["output_zero_point"].i, a["epsilon"].f)
+        np.testing.assert_array_equal(qout, want, err_msg=nd.name)
+
+
+def test_hand_written_layer_norm_is_matched_and_near_misses_stay_fp32():
+    """Any graph computing a layer norm over the last axis is matched (here
+    tf.nn.moments + tf.nn.batch_normalization); an RMS norm, a norm over all non-batch axes
+    and a "layer norm" whose variance skips the mean subtraction are not layer norms over the
+    last axis and must stay FP32 with the model's output unchanged."""
+    rng = np.random.default_rng(3)
+    w1 = tf.constant(rng.normal(0, 0.3, (3, 3, 4, 16)), tf.float32)
+    w2 = tf.constant(rng.normal(0, 0.3, (1, 1, 16, 16)), tf.float32)
+    gamma = tf.constant(rng.uniform(0.5, 1.5, 16), tf.float32)
+    beta = tf.constant(rng.normal(0, 0.2, 16), tf.float32)
+
+    def build(norm):
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32)])
+        def f(x):
+            h = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
+            h = norm(h)
+            return tf.nn.conv2d(h, w2, 1, "SAME")
+        return f
+
+    def moments_ln(h):
+        m, v = tf.nn.moments(h, axes=[-1], keepdims=True)
+        return tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-5)
+
+    def rms(h):
+        return h * tf.math.rsqrt(tf.reduce_mean(tf.square(h), -1, keepdims=True) + 1e-5)
+
+    def all_axes(h):
+        m, v = tf.nn.moments(h, axes=[1, 2, 3], keepdims=True)
+        return (h - m) * tf.math.rsqrt(v + 1e-5) * gamma + beta
+
+    def no_centre(h):  # variance of x about 0, not about the mean: not a layer norm
+        m = tf.reduce_mean(h, -1, keepdims=True)
+        v = tf.reduce_mean(tf.square(h), -1, keepdims=True)
+        return (h - m) * tf.math.rsqrt(v + 1e-5) * gamma + beta
+
+    x = rng.normal(0, 1, (24, 6, 6, 4)).astype(np.float32)
+    for norm, int8 in ((moments_ln, True), (rms, False), (all_axes, False), (no_centre, False)):
+        f = build(norm)
+        q = tfq8.quantize(f, x[:16], _config())
+        assert (_ops(q).get("Tfq8LayerNorm") == 1) == int8, (norm.__name__, _ops(q))
+        cos = _cosine(f(x[16:]).numpy(), q(x[16:]).numpy())
+        assert cos.min() >= 0.995, (norm.__name__, cos.min())

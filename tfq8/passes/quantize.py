@@ -19,7 +19,10 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
                                                                              table of the region)
     Mul(INT8 x [N, ..., C], FP32 gate [N or 1, 1, ..., 1, C])              ⇒ Tfq8ChannelMul
         (squeeze-and-excitation; the gate's branch stays as it is)
-        (these three only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
+    region of elementwise ops and last-axis Means over an INT8 tensor that evaluates to
+        (x − mean)/sqrt(var + eps)·gamma + beta over the last axis         ⇒ Tfq8LayerNorm
+        (ConvNeXt; found from its Mean and checked numerically, whatever its graph)
+        (these four only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
     Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
                                                                              pads with the zero point)
@@ -65,6 +68,11 @@ PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice
 # interpolates in float), Round, Cast.
 RESIZE_OPS = {"ResizeBilinear"}
 ADD_OPS = {"AddV2", "Add"}
+# What a layer norm's graph is built from (matched as a region and checked numerically).
+LAYERNORM_OPS = {"Mean", "SquaredDifference", "Sub", "Mul", "AddV2", "Add", "Neg", "Rsqrt",
+                 "Sqrt", "RealDiv", "Reciprocal", "Square", "StopGradient", "Identity",
+                 "Maximum"}
+LAYERNORM_MAX_CHANNELS = 65536   # Tfq8LayerNorm's bound (exact integer row sums)
 # Ops that read only a tensor's shape (Keras' dynamic Reshape in SE blocks): they take the uint8
 # tensor as it is, so an INT8 output needs no Dequantize for them.
 SHAPE_READERS = {"Shape", "Size", "Rank"}
@@ -91,7 +99,7 @@ class Group:
     """One INT8 op to emit, covering one or more FP32 nodes."""
 
     kind: str                   # conv | depthwise | matmul | add | maxpool | avgpool | mean |
-    # concat | lookup | channel_mul | pad | passthrough
+    # concat | lookup | channel_mul | layernorm | pad | passthrough
     out_node: str               # last FP32 node of the group: its output tensor is the group's
     nodes: list                 # FP32 nodes the group replaces
     inputs: list                # INT8 data input tensors (FP32 names)
@@ -247,6 +255,14 @@ class QuantizePlan:
             self._absorb_activation(grp)
             self._add_group(grp)
         self._match_movement()
+        # Layer norms over the channels of an INT8 tensor (ConvNeXt, hybrid CNNs).
+        for name in g.order:
+            n = g.nodes[name]
+            if name not in self.member and n.op == "Mean":
+                grp = self._match_layernorm(n)
+                if grp is not None:
+                    self._add_group(grp)
+        self._match_movement()
         # Per-channel affines and lone activations on INT8 tensors (unfoldable batch norms:
         # DenseNet, pre-activation ResNets; a ReLU after an add that has other readers).
         for name in g.order:
@@ -363,14 +379,15 @@ class QuantizePlan:
 
     def _prune(self):
         """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error.
-        An affine, a lookup, a channel multiply or a data-movement op must be both fed by and
+        An affine, a lookup, a channel multiply, a layer norm or a data-movement op must be both
+        fed by and
         feeding INT8 ops: at an FP32 boundary it saves no conversion, and FP32 is exact."""
         changed = True
         while changed:
             changed = False
             for out, grp in list(self.groups.items()):
                 affine = (grp.attrs.get("affine", False)
-                          or grp.kind in ("lookup", "channel_mul"))
+                          or grp.kind in ("lookup", "channel_mul", "layernorm"))
                 if grp.kind in ("conv", "depthwise", "matmul") and not affine:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
@@ -631,6 +648,159 @@ class QuantizePlan:
         return Group("lookup", outs[0], nodes, [x], {"op": f"{fn} (lookup table)",
                                                      "function": fn})
 
+    def _match_layernorm(self, m0):
+        """A layer norm over the last axis of INT8 tensor x, found from its first Mean
+        m0 = Mean(x, last axis, keep_dims): the region of LAYERNORM_OPS nodes that use m0's
+        result, computed from x, the region and constants that broadcast along the last axis
+        only — so the region is a function of each row of x alone — with exactly one output
+        read elsewhere. Whatever its graph (Keras 3's x·inv + (−mean·inv + beta),
+        tf.nn.batch_normalization's, a hand-written one), it is accepted only if it evaluates
+        to (x − mean)/sqrt(var + eps)·gamma + beta: gamma and beta are read off its outputs on
+        two probe rows and the whole formula checked on others (_fit_layernorm)."""
+        g = self.g
+        ins = g.data_inputs(m0)
+        if len(ins) != 2 or not m0.attr["keep_dims"].b:
+            return None
+        x = tensor_name(ins[0])
+        if not self._is_int8_tensor(x) or self._kept(m0):
+            return None
+        try:
+            shape = self._shape(x)
+        except (KeyError, ValueError):
+            return None
+        if shape.rank is None or shape.rank < 2 or shape[-1] is None:
+            return None
+        rank, ch = shape.rank, int(shape[-1])
+        if not 2 <= ch <= LAYERNORM_MAX_CHANNELS:
+            return None
+
+        def last_axis_only(n):
+            if n.op != "Mean":
+                return True
+            axes = g.const_value(n.input[1])
+            return (axes is not None and n.attr["keep_dims"].b
+                    and [int(a) % rank for a in np.ravel(axes)] == [rank - 1])
+
+        region = {m0.name}
+        if not last_axis_only(m0):
+            return None
+
+        def fits(n):
+            if (n.name in self.member or n.name in region or n.op not in LAYERNORM_OPS
+                    or self._kept(n) or not last_axis_only(n)
+                    or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
+                return False
+            uses_region = False
+            for k, i in enumerate(g.data_inputs(n)):
+                t = tensor_name(i)
+                if node_of(t) in region and t.endswith(":0"):
+                    uses_region = True
+                elif t == x or (n.op == "Mean" and k == 1):
+                    continue
+                else:
+                    c = g.const_value(t)
+                    if (c is None or not np.all(np.isfinite(c)) or c.ndim > rank
+                            or c.size not in (1, ch) or (c.size == ch and c.shape[-1] != ch)):
+                        return False
+            return uses_region
+
+        changed = True
+        while changed:
+            changed = False
+            for r in list(region):
+                for c in g.consumers.get(r + ":0", []):
+                    if fits(g.nodes[c]):
+                        region.add(c)
+                        changed = True
+        outs = [r for r in region
+                if r + ":0" in self.outputs
+                or any(c not in region for c in g.consumers.get(r + ":0", []))]
+        ops = [g.nodes[r].op for r in region]
+        if len(outs) != 1 or ops.count("Mean") < 2 or not {"Rsqrt", "Sqrt"} & set(ops):
+            return None
+        nodes = [r for r in g.order if r in region]
+        fit = self._fit_layernorm(x, nodes, outs[0], rank, ch)
+        if fit is None:
+            return None
+        gamma, beta, eps = fit
+        return Group("layernorm", outs[0], nodes, [x],
+                     {"op": "LayerNorm (last axis)", "gamma": gamma, "beta": beta,
+                      "epsilon": eps})
+
+    def _fit_layernorm(self, x, nodes, out_node, rank, ch):
+        """(gamma, beta, epsilon) if the region `nodes` (reading x) computes a layer norm over
+        the last axis, else None. epsilon: the scalar added to the variance under the region's
+        Rsqrt/Sqrt; gamma, beta: from the outputs on a probe row z (mean 0) and on −z."""
+        g = self.g
+        eps = None
+        for r in nodes:
+            n = g.nodes[r]
+            if n.op in ("Rsqrt", "Sqrt"):
+                a = g.nodes.get(node_of(n.input[0]))
+                if a is not None and (a.op in ADD_OPS or a.op == "Maximum"):
+                    for i in g.data_inputs(a):
+                        c = g.const_value(i)
+                        if c is not None and c.size == 1:
+                            eps = float(np.ravel(c)[0])
+        if eps is None or not eps >= 0.0:
+            return None
+        region = set(nodes)
+        gd = graph_pb2.GraphDef()
+        ph = gd.node.add()
+        ph.name, ph.op = "tfq8_ln/x", "Placeholder"
+        ph.attr["dtype"].type = tf.float32.as_datatype_enum
+        for k, name in enumerate(nodes):
+            src = g.nodes[name]
+            nd = gd.node.add()
+            nd.name, nd.op = "tfq8_ln/" + name, src.op
+            for key, v in src.attr.items():
+                if not key.startswith("_"):
+                    nd.attr[key].CopyFrom(v)
+            for j, i in enumerate(g.data_inputs(src)):
+                t = tensor_name(i)
+                if t == x:
+                    nd.input.append(ph.name)
+                elif node_of(t) in region:
+                    nd.input.append("tfq8_ln/" + node_of(t))
+                else:
+                    c = g.const_value(t)
+                    nd.input.append(self._const(gd, f"tfq8_ln/c{k}_{j}", c,
+                                                tf.dtypes.as_dtype(c.dtype)))
+        rng = np.random.default_rng(0)
+        sign = np.where(rng.random(ch) < 0.5, -1.0, 1.0)
+        z = sign - sign.mean()                              # mean 0, every |z_c| ≥ 1 − 1/C
+        rows = [z, -z]
+        for k in range(6):                                  # checks: varied centre and spread
+            sigma = 10.0 ** rng.uniform(-2, 1)
+            rows.append(rng.normal(rng.uniform(-2, 2) * sigma, sigma, ch))
+        if eps > 0:                                         # spread near sqrt(eps): eps matters
+            rows.append(rng.normal(0.0, np.sqrt(eps), ch))
+        xs = np.stack(rows).astype(np.float32)
+        feed = xs.reshape((len(rows),) + (1,) * (rank - 2) + (ch,))
+        graph = tf.Graph()
+        try:
+            with graph.as_default():
+                tf.graph_util.import_graph_def(gd, name="")
+            with tf.compat.v1.Session(graph=graph) as sess:
+                y = sess.run("tfq8_ln/" + out_node + ":0", {"tfq8_ln/x:0": feed})
+        except (tf.errors.OpError, ValueError):
+            return None
+        y = np.asarray(y, np.float64)
+        if y.shape != feed.shape:
+            return None
+        y = y.reshape(len(rows), ch)
+        zf = xs[0].astype(np.float64)
+        inv0 = 1.0 / np.sqrt(zf.var() + eps)
+        beta = (y[0] + y[1]) / 2
+        gamma = (y[0] - y[1]) / 2 / (zf * inv0)
+        xf = xs.astype(np.float64)
+        want = ((xf - xf.mean(-1, keepdims=True)) / np.sqrt(xf.var(-1, keepdims=True) + eps)
+                * gamma + beta)
+        tol = 1e-3 * (np.abs(gamma).max() + np.abs(beta).max() + 1e-6)
+        if not (np.all(np.isfinite(y)) and np.abs(y - want).max() <= tol):
+            return None
+        return gamma.astype(np.float32), beta.astype(np.float32), eps
+
     def _lookup_table(self, grp, qin, qout):
         """The 256 u8 outputs of grp's FP32 region on the dequantized levels of its input,
         quantized exactly as Tfq8Quantize would (NaN → 0, ±inf saturate)."""
@@ -735,7 +905,7 @@ class QuantizePlan:
         need = set()
         for grp in self.groups.values():
             if grp.kind in ("conv", "depthwise", "matmul", "add", "concat", "lookup",
-                            "channel_mul"):
+                            "channel_mul", "layernorm"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
                 if not self._is_int8_tensor(t):
@@ -1029,6 +1199,17 @@ class QuantizePlan:
             a["input_zero_point"].i = qin.zero_point
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
+        elif grp.kind == "layernorm":
+            nd.op = "Tfq8LayerNorm"
+            nd.input.append(ins_q[0])
+            nd.input.append(self._const(out, nd.name + "/gamma", grp.attrs["gamma"], tf.float32))
+            nd.input.append(self._const(out, nd.name + "/beta", grp.attrs["beta"], tf.float32))
+            qin = qp[grp.inputs[0]]
+            a["input_scale"].f = qin.scale
+            a["input_zero_point"].i = qin.zero_point
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
+            a["epsilon"].f = grp.attrs["epsilon"]
         elif grp.kind == "mean":
             nd.op = "Tfq8Mean"
             nd.input.append(ins_q[0])
