@@ -228,3 +228,57 @@ def test_custom_op_graph_exports_and_loads_in_fresh_process(add_one_op, tmp_path
     ((got, _),) = run_fresh_v1_loader(tmp_path, [(path, "serving_default", {"v": x})],
                                       op_library=so)
     assert rel_err(got["output_0"], 2 * x + 1) <= TOL
+
+
+def test_inputs_as_list_dict_or_keywords_also_after_saving(two_input_fn, tmp_path, rel_err):
+    """Like a Keras model: one list/tuple, one {name: x} dict, keywords — and the SavedModel's
+    loaded callable takes the input names as keywords too."""
+    fn = make_callable(load_model(two_input_fn))
+    feat, ids = rand(3, 4), np.array([3, -1, 0], np.int32)
+    want = two_input_fn(feat, ids)
+    for got in (fn([feat, ids]), fn((feat, ids)), fn({"feat": feat, "ids": ids}),
+                fn(ids=ids, feat=feat)):
+        assert all(rel_err(got[k], want[k]) <= TOL for k in want)
+    with pytest.raises(TypeError, match="missing: \\['ids'\\]"):
+        fn({"feat": feat})
+    path = fn.save(str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(path)
+    got = loaded(feat=tf.constant(feat), ids=tf.constant(ids))
+    assert all(rel_err(got[k], want[k]) <= TOL for k in want)
+
+
+def test_saved_model_written_by_tfq8_loads_back_into_tfq8(keras_model, tmp_path, rel_err):
+    """import_graph_def with an input_map leaves the original Placeholders in the exported
+    function, unread; freezing that SavedModel again must drop them, not refuse the graph."""
+    import tfq8
+    path = tfq8.optimize(keras_model).save(str(tmp_path / "opt"))
+    again = load_model(path)
+    assert [n.op for n in again.graph_def.node].count("Placeholder") == 1
+    x = rand(2, 8, 8, 3)
+    (got,) = make_callable(again)(x).values()     # via its signature: a dict of outputs
+    assert rel_err(got, keras_model(x)) <= TOL
+
+
+def test_recurrent_layers_stay_fp32_while_loops_and_export(tmp_path):
+    """An LSTM/GRU is a while loop: lowered it is a graph cycle, so it stays a functional While
+    (FP32, in the report) while the convs around it run INT8; the result saves and loads."""
+    import keras
+
+    import tfq8
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((12, 4), name="series")
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.GRU(8, return_sequences=True)(x)
+    x = keras.layers.Conv1D(8, 3, padding="same")(x)
+    x = keras.layers.LSTM(6)(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    data = RNG.normal(size=(48, 12, 4)).astype(np.float32)
+    q = tfq8.quantize(model, data[:32], tfq8.QuantConfig(verbose=False, method="minmax"))
+    report = q.report()
+    assert report["fp32_ops"].get("While") == 2, report["fp32_ops"]
+    assert report["op_counts"].get("Tfq8Conv2D") == 2, report["op_counts"]
+    want, got = model(data[32:]).numpy(), q(data[32:]).numpy()
+    cos = np.sum(want * got, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() >= 0.999, cos      # two INT8 convs feeding smooth recurrent layers
+    loaded = tf.saved_model.load(q.save(str(tmp_path / "rnn_int8")))
+    np.testing.assert_array_equal(np.asarray(loaded(data[32:])), got)

@@ -15,6 +15,8 @@ Serving's path). ``assets`` land in ``<path>/assets/``.
 """
 from __future__ import annotations
 
+import inspect
+import keyword
 import os
 import tempfile
 from typing import Mapping, Optional, Sequence, Union
@@ -78,6 +80,17 @@ class GraphModel(tf.Module):
         def as_dict(*args):
             return dict(zip(out_names, run_graph(args)))
 
+        # Functions the graph calls (the bodies of while loops kept as While ops) are in its
+        # library; import_graph_def copies them into the traced graph, but the eager runtime
+        # only finds them once they are registered with it as well.
+        _register_library(graph_def)
+        # Parameters named after the inputs: model(img=x) works, also on the SavedModel's
+        # tf.saved_model.load(path)(img=x), like the original Keras model / tf.function.
+        if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                      for n in names]
+            structured.__signature__ = inspect.Signature(params)
+            as_dict.__signature__ = inspect.Signature(params)
         self.function = tf.function(structured, input_signature=specs, autograph=False)
         self._signature_fn = tf.function(as_dict, input_signature=specs, autograph=False)
 
@@ -91,8 +104,21 @@ class GraphModel(tf.Module):
         return self._signature_fn.get_concrete_function()
 
     def __call__(self, *args, **kwargs):
+        names = [t.name for t in self.inputs]
+        if len(args) == 1 and not kwargs and len(names) > 1:
+            # Keras models also take their inputs as one list/tuple or one {name: x} dict.
+            (arg,) = args
+            if isinstance(arg, dict):
+                unknown = set(arg) - set(names)
+                missing = [n for n in names if n not in arg]
+                if unknown or missing:
+                    raise TypeError(f"input dict keys {sorted(arg)} do not match the model's "
+                                    f"inputs {names} (unknown: {sorted(unknown)}, missing: "
+                                    f"{missing})")
+                args = tuple(arg[n] for n in names)
+            elif isinstance(arg, (list, tuple)) and len(arg) == len(names):
+                args = tuple(arg)
         if kwargs:
-            names = [t.name for t in self.inputs]
             unknown = set(kwargs) - set(names)
             if unknown:
                 raise TypeError(f"unknown input(s) {sorted(unknown)}; inputs: {names}")
@@ -105,6 +131,17 @@ class GraphModel(tf.Module):
     def save(self, path: str, signature_name: str = "serving_default",
              assets: Optional[Mapping[str, Union[bytes, str]]] = None) -> str:
         return _save(self, path, signature_name, assets)
+
+
+def _register_library(graph_def: graph_pb2.GraphDef) -> None:
+    if not graph_def.library.function:
+        return
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    for fdef in graph_def.library.function:
+        if not ctx.has_function(fdef.signature.name):
+            ctx.add_function_def(fdef)
 
 
 def make_callable(graph_def, inputs: Optional[Sequence[TensorInfo]] = None,

@@ -19,6 +19,10 @@ Steps:
    ≤1-ulp change of rounding, well inside tfq8's 1e-4 FP32 equivalence tolerance).
 4. Check what cannot run as a frozen graph (py_function, resource/variable ops, stateful ops,
    inputs that are not Placeholders) and raise ``ModelError`` naming the node and op.
+
+While loops (RNN layers, ``tf.while_loop``) stay functional ``While`` ops with their bodies in
+the graph's function library (lowered, they would be cycles): FP32 nodes that the passes leave
+alone and the report lists.
 """
 from __future__ import annotations
 
@@ -128,8 +132,27 @@ def freeze_concrete_function(cf, signature_name: str = "serving_default",
     if optimize:
         graph_def = run_grappler(graph_def, [t.tensor for t in inputs],
                                  [t.tensor for t in outputs])
+    graph_def = _drop_unread_placeholders(graph_def, inputs)
     check_frozen(graph_def, inputs, outputs)
     return FrozenModel(graph_def, inputs, outputs, signature_name, structure)
+
+
+def _drop_unread_placeholders(graph_def, inputs):
+    """Removes Placeholders that are not signature inputs and that no node reads. A graph
+    imported with an input_map (tfq8's own SavedModels, other converters') keeps its original
+    Placeholders beside the mapped inputs; they never need a value."""
+    input_nodes = {t.node for t in inputs}
+    read = {parse_tensor(i.lstrip("^"))[0] for n in graph_def.node for i in n.input}
+    drop = {n.name for n in graph_def.node
+            if n.op in ("Placeholder", "PlaceholderV2") and n.name not in input_nodes
+            and n.name not in read}
+    if not drop:
+        return graph_def
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(n for n in graph_def.node if n.name not in drop)
+    return out
 
 
 # ==================================================================== model kinds
@@ -305,14 +328,24 @@ def _freeze(cf) -> graph_pb2.GraphDef:
     also wraps it back into a ConcreteFunction, which costs seconds and is not needed here."""
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    try:
+    def convert(lower):
         if hasattr(c2c, "_FunctionConverterDataInEager") and hasattr(
                 c2c, "_replace_variables_by_constants"):
-            data = c2c._FunctionConverterDataInEager(func=cf, lower_control_flow=True,
+            data = c2c._FunctionConverterDataInEager(func=cf, lower_control_flow=lower,
                                                      aggressive_inlining=False)
-            graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
-        else:  # pragma: no cover - older/newer TF without the private helpers
-            graph_def = c2c.convert_variables_to_constants_v2(cf).graph.as_graph_def()
+            return c2c._replace_variables_by_constants(converter_data=data)[0]
+        # pragma: no cover - older/newer TF without the private helpers
+        return c2c.convert_variables_to_constants_v2(
+            cf, lower_control_flow=lower).graph.as_graph_def()
+
+    try:
+        graph_def = convert(True)
+        # A lowered while loop (RNNs: LSTM, GRU; tf.while_loop) is a cycle through
+        # NextIteration that no graph pass here can order. Keep loops as functional While ops
+        # instead: opaque FP32 nodes that the passes leave alone (conds stay lowered otherwise,
+        # which lets the passes see through them).
+        if any(n.op == "NextIteration" for n in graph_def.node):
+            graph_def = convert(False)
     except Exception as e:  # TF raises many kinds here; say what failed and keep the cause
         raise ModelError(f"could not freeze the function's variables into constants: "
                          f"{type(e).__name__}: {e}") from e
@@ -416,8 +449,9 @@ def check_frozen(graph_def: graph_pb2.GraphDef, inputs: Sequence[TensorInfo],
             raise ModelError(f"input {t.name!r}: {t.tensor} is produced by a "
                              f"{index.nodes[name].op}, not a Placeholder")
     input_nodes = {t.node for t in inputs}
+    functions = {f.signature.name: f for f in graph_def.library.function}
     for node in graph_def.node:
-        _check_node(node)
+        _check_node(node, functions)
         if node.op in ("Placeholder", "PlaceholderV2") and node.name not in input_nodes:
             raise ModelError(f"node {node.name!r} is a Placeholder that is not a signature input; "
                              "the graph cannot run without feeding it")
@@ -427,8 +461,48 @@ def check_frozen(graph_def: graph_pb2.GraphDef, inputs: Sequence[TensorInfo],
         raise ModelError(f"the frozen graph is malformed: {e}") from e
 
 
-def _check_node(node):
+# Functional control flow that stays in a frozen graph (while loops; see _freeze). TF marks
+# While/If/Case stateful in case their bodies are; _pure_functions checks the bodies instead.
+_FUNCTIONAL_CONTROL_FLOW = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "Case",
+                                      "StatelessCase"})
+
+
+def _pure_functions(node, functions, seen=None) -> Optional[str]:
+    """None if every function a control-flow node calls (transitively) is present, takes no
+    resources and runs no stateful op; else a description of the first offender."""
+    seen = set() if seen is None else seen
+    names = []
+    for key, v in node.attr.items():
+        if v.HasField("func"):
+            names.append(v.func.name)
+        names.extend(f.name for f in v.list.func)
+    for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
+        fdef = functions.get(name)
+        if fdef is None:
+            return f"its function {name!r} is missing from the graph's library"
+        if any(a.type == tf.resource.as_datatype_enum for a in fdef.signature.input_arg):
+            return f"its function {name!r} takes a resource (a variable freezing did not convert)"
+        for inner in fdef.node_def:
+            if inner.op in _FUNCTIONAL_CONTROL_FLOW:
+                bad = _pure_functions(inner, functions, seen)
+                if bad:
+                    return bad
+            elif opdefs.is_stateful(inner.op):
+                return f"its function {name!r} runs the stateful op {inner.op} ({inner.name})"
+    return None
+
+
+def _check_node(node, functions=None):
     op = node.op
+    if op in _FUNCTIONAL_CONTROL_FLOW:
+        bad = _pure_functions(node, functions or {})
+        if bad:
+            raise ModelError(f"node {node.name!r} ({op}) cannot run as a frozen inference graph: "
+                             f"{bad}")
+        return
     if op in _PY_FUNCS:
         raise ModelError(f"node {node.name!r} ({op}) calls back into Python "
                          "(tf.py_function / tf.numpy_function), which cannot be frozen into a "
