@@ -221,3 +221,33 @@ def test_optimize_summary_reports_folding(model, data):
                                atol=1e-4 * np.abs(model(data[:4]).numpy()).max())
     s = opt.summary()
     assert "fold_batchnorm: changed" in s and "MACs" in s
+
+
+def test_keep_fp32_typo_is_an_error_naming_close_layer_names():
+    import keras
+    inp = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, name="stem_conv")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1, name="head")(x))
+    data = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"'stem_cnv'.*did you mean \['stem_conv'"):
+        tfq8.quantize(model, data, tfq8.QuantConfig(verbose=False, keep_fp32=["stem_cnv"]))
+    # a layer name, an op type absent from this model and a node name are all fine
+    q = tfq8.quantize(model, data, tfq8.QuantConfig(verbose=False,
+                                                    keep_fp32=["stem_conv", "Softmax"]))
+    assert q.op_counts().get("Tfq8Conv2D") == 1
+
+
+def test_calibration_batches_of_different_image_sizes():
+    """A fully convolutional model calibrated on batches of two sizes: the bias correction's
+    per-position means are kept per size and weighted by samples."""
+    import keras
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(2, 3, padding="same")(x))
+    rng = np.random.default_rng(1)
+    batches = [rng.random((8, s, s, 3), np.float32) for s in (12, 20)]
+    q = tfq8.quantize(model, batches, tfq8.QuantConfig(verbose=False))
+    x = rng.random((2, 16, 16, 3), np.float32)
+    want, got = model(x).numpy().ravel(), q(x).numpy().ravel()
+    assert np.dot(want, got) / np.linalg.norm(want) / np.linalg.norm(got) >= 0.999

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -73,6 +74,8 @@ class QuantConfig:
     batch_size: batch size used to run the FP32 model during calibration.
     per_channel: per-output-channel weight scales (True) or one scale per layer.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
+      An entry that is neither a TensorFlow op type nor a node or layer name of the model is an
+      error (with the closest names), so a typo cannot quietly quantize the layer.
     calibration_table: a CalibrationTable or a path to its JSON (from `.calibration_table.save`
       or a quantized SavedModel's assets/) to re-quantize without re-calibrating.
     passes: {pass_name: False} switches FP32 passes off (see tfq8.optimize). "equalize"
@@ -514,6 +517,32 @@ def _bias_correction(plan, table, fp32, frozen, calibration_data, config):
                              - np.asarray(delta, np.float64)).astype(np.float32)
 
 
+def _check_keep_fp32(keep, graph_defs):
+    """Raises ValueError for a keep_fp32 entry that is neither a registered op type nor a node
+    name or name scope (a Keras layer name) of the model: a typo would otherwise quietly
+    quantize the layer the user wanted kept."""
+    from tfq8.graph import opdefs
+
+    names, scopes = set(), set()
+    for gd in graph_defs:
+        for n in gd.node:
+            names.add(n.name)
+            parts = n.name.split("/")[:-1]
+            scopes.update(parts)
+            # Keras suffixes repeated layer names "_<n>": conv2 also matches conv2_1
+            scopes.update(p.rsplit("_", 1)[0] for p in parts
+                          if "_" in p and p.rsplit("_", 1)[1].isdigit())
+    for k in keep:
+        if k in names or k in scopes or opdefs.op_def(k) is not None:
+            continue
+        close = difflib.get_close_matches(k, sorted(scopes | names), n=3, cutoff=0.6)
+        raise ValueError(f"QuantConfig.keep_fp32 entry {k!r} is not an op type, node name or "
+                         f"layer name of this model" + (f"; did you mean {close}?" if close
+                                                        else "") +
+                         " (layer names are the Keras layer's `name`; op types are TensorFlow's, "
+                         "e.g. 'Conv2D', 'DepthwiseConv2dNative', 'MatMul')")
+
+
 def quantize(model, calibration_data=None, config: QuantConfig | None = None,
              signature="serving_default") -> QuantizedModel:
     """Quantizes `model` to INT8 after calibrating on `calibration_data`.
@@ -541,6 +570,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def
     outputs = [o.tensor for o in frozen.outputs]
+    _check_keep_fp32(config.keep_fp32, [frozen.graph_def, fp32])
     plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
                         per_channel=config.per_channel)
     if table is not None:

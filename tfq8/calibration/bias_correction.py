@@ -127,7 +127,10 @@ class BiasCorrector:
 
     def __init__(self, sites: Iterable[CorrectionSite]):
         self.sites = list(sites)
-        self._x = {}      # input tensor → [Σ_samples x, Σ_samples Q(x)] per qparams
+        # (input tensor, qparams) → {sample shape: [Σ_samples x, Σ_samples Q(x), samples]}:
+        # the means are maps over positions (padding matters), so batches of another image
+        # size (a model with an unknown spatial size) accumulate apart and are weighted below
+        self._x = {}
         self._s = {}      # summand tensor → Σ over samples and positions of Q(s) − s
         self._n = {}      # tensor → samples (rows) or elements per channel seen
         self.samples = 0
@@ -145,11 +148,11 @@ class BiasCorrector:
             if key not in done:
                 done.add(key)
                 x = np.asarray(values[site.input], np.float32)
-                acc = self._x.setdefault(key, [0.0, 0.0])
+                acc = self._x.setdefault(key, {}).setdefault(x.shape[1:], [0.0, 0.0, 0])
                 acc[0] = acc[0] + x.sum(axis=0, dtype=np.float64)
                 acc[1] = acc[1] + _fake_quant(x, site.input_qparams).sum(axis=0,
                                                                           dtype=np.float64)
-                self._n[key] = self._n.get(key, 0) + x.shape[0]
+                acc[2] += x.shape[0]
             if site.summand is not None and site.summand_qparams is not None:
                 key = (site.summand, site.summand_qparams)
                 if key not in done:
@@ -165,12 +168,15 @@ class BiasCorrector:
         out = {}
         for site in self.sites:
             key = (site.input, site.input_qparams)
-            if key not in self._x or self._n[key] == 0:
+            shapes = [a for a in self._x.get(key, {}).values() if a[2] > 0]
+            if not shapes:
                 continue
-            n = self._n[key]
-            mean_x, mean_qx = self._x[key][0] / n, self._x[key][1] / n
             wq = site.dequantized()
-            d = mean_output(site, mean_qx, wq) - mean_output(site, mean_x, site.weights)
+            total = sum(a[2] for a in shapes)
+            d = 0.0
+            for sum_x, sum_qx, n in shapes:     # weighted by samples per input size
+                d = d + (n / total) * (mean_output(site, sum_qx / n, wq)
+                                       - mean_output(site, sum_x / n, site.weights))
             skey = (site.summand, site.summand_qparams)
             if site.summand is not None and skey in self._s:
                 d = d + self._s[skey] / self._n[skey]
