@@ -744,28 +744,6 @@ class QuantizePlan:
                             eps = float(np.ravel(c)[0])
         if eps is None or not eps >= 0.0:
             return None
-        region = set(nodes)
-        gd = graph_pb2.GraphDef()
-        ph = gd.node.add()
-        ph.name, ph.op = "tfq8_ln/x", "Placeholder"
-        ph.attr["dtype"].type = tf.float32.as_datatype_enum
-        for k, name in enumerate(nodes):
-            src = g.nodes[name]
-            nd = gd.node.add()
-            nd.name, nd.op = "tfq8_ln/" + name, src.op
-            for key, v in src.attr.items():
-                if not key.startswith("_"):
-                    nd.attr[key].CopyFrom(v)
-            for j, i in enumerate(g.data_inputs(src)):
-                t = tensor_name(i)
-                if t == x:
-                    nd.input.append(ph.name)
-                elif node_of(t) in region:
-                    nd.input.append("tfq8_ln/" + node_of(t))
-                else:
-                    c = g.const_value(t)
-                    nd.input.append(self._const(gd, f"tfq8_ln/c{k}_{j}", c,
-                                                tf.dtypes.as_dtype(c.dtype)))
         rng = np.random.default_rng(0)
         sign = np.where(rng.random(ch) < 0.5, -1.0, 1.0)
         z = sign - sign.mean()                              # mean 0, every |z_c| ≥ 1 − 1/C
@@ -777,12 +755,8 @@ class QuantizePlan:
             rows.append(rng.normal(0.0, np.sqrt(eps), ch))
         xs = np.stack(rows).astype(np.float32)
         feed = xs.reshape((len(rows),) + (1,) * (rank - 2) + (ch,))
-        graph = tf.Graph()
         try:
-            with graph.as_default():
-                tf.graph_util.import_graph_def(gd, name="")
-            with tf.compat.v1.Session(graph=graph) as sess:
-                y = sess.run("tfq8_ln/" + out_node + ":0", {"tfq8_ln/x:0": feed})
+            y = self._run_region(nodes, x, out_node, feed, scalar_consts=False)
         except (tf.errors.OpError, ValueError):
             return None
         y = np.asarray(y, np.float64)
@@ -801,38 +775,45 @@ class QuantizePlan:
             return None
         return gamma.astype(np.float32), beta.astype(np.float32), eps
 
-    def _lookup_table(self, grp, qin, qout):
-        """The 256 u8 outputs of grp's FP32 region on the dequantized levels of its input,
-        quantized exactly as Tfq8Quantize would (NaN → 0, ±inf saturate)."""
-        levels = qin.dequantize(np.arange(256))
+    def _run_region(self, nodes, x, out_node, value, scalar_consts):
+        """Evaluates the FP32 region `nodes` (topological order; it reads tensor x, its own
+        nodes and constants) with `value` fed for x; returns out_node's output. The region is
+        copied into a graph of its own, constants inlined (as scalars if scalar_consts)."""
+        g = self.g
         gd = graph_pb2.GraphDef()
         ph = gd.node.add()
-        ph.name, ph.op = "tfq8_lut/x", "Placeholder"
+        ph.name, ph.op = "tfq8_region/x", "Placeholder"
         ph.attr["dtype"].type = tf.float32.as_datatype_enum
-        x = grp.inputs[0]
-        region = set(grp.nodes)
-        for k, name in enumerate(grp.nodes):
-            src = self.g.nodes[name]
+        region = set(nodes)
+        for k, name in enumerate(nodes):
+            src = g.nodes[name]
             nd = gd.node.add()
-            nd.name, nd.op = "tfq8_lut/" + name, src.op
+            nd.name, nd.op = "tfq8_region/" + name, src.op
             for key, v in src.attr.items():
                 if not key.startswith("_"):
                     nd.attr[key].CopyFrom(v)
-            for j, i in enumerate(self.g.data_inputs(src)):
+            for j, i in enumerate(g.data_inputs(src)):
                 t = tensor_name(i)
                 if t == x:
                     nd.input.append(ph.name)
                 elif node_of(t) in region:
-                    nd.input.append("tfq8_lut/" + node_of(t))
+                    nd.input.append("tfq8_region/" + node_of(t))
                 else:
-                    c = self.g.const_value(t)
-                    nd.input.append(self._const(gd, f"tfq8_lut/c{k}_{j}", c.reshape(()),
+                    c = g.const_value(t)
+                    nd.input.append(self._const(gd, f"tfq8_region/c{k}_{j}",
+                                                c.reshape(()) if scalar_consts else c,
                                                 tf.dtypes.as_dtype(c.dtype)))
         graph = tf.Graph()
         with graph.as_default():
             tf.graph_util.import_graph_def(gd, name="")
         with tf.compat.v1.Session(graph=graph) as sess:
-            y = sess.run("tfq8_lut/" + grp.out_node + ":0", {"tfq8_lut/x:0": levels})
+            return sess.run("tfq8_region/" + out_node + ":0", {"tfq8_region/x:0": value})
+
+    def _lookup_table(self, grp, qin, qout):
+        """The 256 u8 outputs of grp's FP32 region on the dequantized levels of its input,
+        quantized exactly as Tfq8Quantize would (NaN → 0, ±inf saturate)."""
+        levels = qin.dequantize(np.arange(256))
+        y = self._run_region(grp.nodes, grp.inputs[0], grp.out_node, levels, scalar_consts=True)
         return qout.quantize(np.asarray(y, np.float32).reshape(256))
 
     def _relu_bound(self, t, oc):
