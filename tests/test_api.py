@@ -251,3 +251,52 @@ def test_calibration_batches_of_different_image_sizes():
     x = rng.random((2, 16, 16, 3), np.float32)
     want, got = model(x).numpy().ravel(), q(x).numpy().ravel()
     assert np.dot(want, got) / np.linalg.norm(want) / np.linalg.norm(got) >= 0.999
+
+
+def _cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_sequential_built_by_a_call_on_one_sample_keeps_the_batch_unknown():
+    """Keras records batch 1 in a Sequential built by `model(x[:1])` but runs any batch;
+    the INT8 model must too (cosine ≥ 0.999 vs FP32: a 2-layer random model)."""
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(2).random((16, 12, 12, 3), np.float32)
+    model(x[:1])
+    q = tfq8.quantize(model, x, _cfg())
+    assert q.inputs[0].shape[0] is None
+    assert q(x).shape == (16, 3)
+    assert _cosine(model(x), q(x)) >= 0.999
+
+
+def test_input_names_keras_had_to_sanitize_work_in_data_and_calls():
+    """An input named "meta feats" becomes the op name "meta_feats"; calibration dicts and
+    calls take either spelling and give the same bytes."""
+    keras.utils.set_random_seed(6)
+    a = keras.Input((8, 8, 3), name="image")
+    b = keras.Input((4,), name="meta feats")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same")(a))
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([x, keras.layers.Dense(4)(b)]))
+    model = keras.Model({"image": a, "meta feats": b}, out)
+    rng = np.random.default_rng(3)
+    raw = {"image": rng.random((16, 8, 8, 3), np.float32),
+           "meta feats": rng.random((16, 4), np.float32)}
+    q = tfq8.quantize(model, raw, _cfg())
+    assert sorted(t.name for t in q.inputs) == ["image", "meta_feats"]
+    got = q(raw).numpy()
+    np.testing.assert_array_equal(
+        got, q({"image": raw["image"], "meta_feats": raw["meta feats"]}).numpy())
+    assert _cosine(model(raw), got) >= 0.999
+    with pytest.raises(TypeError, match="unknown: \\['meta feat'\\]"):
+        q({"image": raw["image"], "meta feat": raw["meta feats"]})
+
+
+def test_infinite_dataset_without_num_samples_is_an_error(model, data):
+    ds = tf.data.Dataset.from_tensor_slices(data).batch(8).repeat()
+    with pytest.raises(ValueError, match="infinite tf.data.Dataset.*num_samples"):
+        tfq8.quantize(model, ds, _cfg(num_samples=None))
+    q = tfq8.quantize(model, ds, _cfg(num_samples=16))  # bounded: fine
+    assert q(data[:2]).shape == (2, 5)

@@ -477,6 +477,16 @@ def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
         grp.attrs["int8_weights"] = (decode_int8_weights(blob, rtn, key), scales)
 
 
+def _check_finite_data(calibration_data, config):
+    """An endless tf.data.Dataset (`.repeat()`) with num_samples=None would calibrate forever."""
+    if config.num_samples is not None or not isinstance(calibration_data, tf.data.Dataset):
+        return
+    if int(calibration_data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError("calibration_data is an infinite tf.data.Dataset (e.g. made with "
+                         ".repeat()) and QuantConfig.num_samples is None, so calibration "
+                         "would never end; set num_samples (e.g. 512) or .take() a finite part")
+
+
 def _limited(batches, num_samples):
     seen = 0
     for batch in batches:
@@ -553,6 +563,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     """
     config = config or QuantConfig()
     config.validate()
+    _check_finite_data(calibration_data, config)
     frozen = frontend.load_model(model, signature=signature)
     table = None if config.calibration_table is None else _load_table(config.calibration_table)
     options = {}

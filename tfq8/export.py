@@ -25,6 +25,7 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tfq8.graph import TensorInfo
+from tfq8.graph.names import input_op_name
 
 __all__ = ["GraphModel", "make_callable", "save_saved_model"]
 
@@ -109,16 +110,19 @@ class GraphModel(tf.Module):
             # Keras models also take their inputs as one list/tuple or one {name: x} dict.
             (arg,) = args
             if isinstance(arg, dict):
-                unknown = set(arg) - set(names)
-                missing = [n for n in names if n not in arg]
+                # Keras input names that tfq8 had to sanitize ("meta feats") work too.
+                given = {k if k in names else input_op_name(k): k for k in arg}
+                unknown = {k for n, k in given.items() if n not in names}
+                missing = [n for n in names if n not in given]
                 if unknown or missing:
                     raise TypeError(f"input dict keys {sorted(arg)} do not match the model's "
                                     f"inputs {names} (unknown: {sorted(unknown)}, missing: "
                                     f"{missing})")
-                args = tuple(arg[n] for n in names)
+                args = tuple(arg[given[n]] for n in names)
             elif isinstance(arg, (list, tuple)) and len(arg) == len(names):
                 args = tuple(arg)
         if kwargs:
+            kwargs = {k if k in names else input_op_name(k): v for k, v in kwargs.items()}
             unknown = set(kwargs) - set(names)
             if unknown:
                 raise TypeError(f"unknown input(s) {sorted(unknown)}; inputs: {names}")

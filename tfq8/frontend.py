@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
@@ -38,6 +37,7 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
 
 from tfq8.graph import GraphIndex, TensorInfo, opdefs, parse_tensor, validate
+from tfq8.graph.names import input_op_name
 from tfq8.graph.errors import GraphError
 
 __all__ = ["FrozenModel", "ModelError", "load_model", "freeze_concrete_function",
@@ -236,25 +236,26 @@ def _is_tf_keras(model):
     return isinstance(model, tf_keras.Model)
 
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-/]")
-
-
-def _op_name(name, i):
-    name = _NAME_OK.sub("_", str(name or f"input_{i}")).strip("/")
-    if not name or not re.match(r"[A-Za-z0-9.]", name[0]):
-        name = f"input_{i}" if not name else "x" + name
-    return name
-
-
 def _from_keras(model):
     """Traces ``model(x, training=False)`` on the model's input specs."""
     specs, call = _keras_signature(model)
-    fn = tf.function(call, input_signature=specs, autograph=False)
-    try:
-        return fn.get_concrete_function()
-    except Exception as e:
-        raise ModelError(f"model: tracing Keras model {model.name!r} on {specs} failed: "
-                         f"{type(e).__name__}: {e}") from e
+    # A Keras model takes any batch size even where its inputs record one (a Sequential built
+    # by calling it on one sample has batch 1 there), so the batch stays unknown; only a model
+    # that cannot be traced that way keeps the recorded batch.
+    relaxed = [tf.TensorSpec(_relax_batch(s.shape), s.dtype, name=s.name) for s in specs]
+    for attempt in ([relaxed, specs] if relaxed != specs else [specs]):
+        fn = tf.function(call, input_signature=attempt, autograph=False)
+        try:
+            return fn.get_concrete_function()
+        except Exception as e:  # noqa: BLE001 - reported with the model's name below
+            error = e
+    raise ModelError(f"model: tracing Keras model {model.name!r} on {specs} failed: "
+                     f"{type(error).__name__}: {error}") from error
+
+
+def _relax_batch(shape):
+    return shape if shape.rank is None or shape.rank == 0 else \
+        tf.TensorShape([None] + shape.as_list()[1:])
 
 
 def _keras_signature(model):
@@ -270,7 +271,7 @@ def _keras_signature(model):
             struct = inputs[0] if len(inputs) == 1 else list(inputs)
         flat = tf.nest.flatten(struct)
         names = sorted(struct) if isinstance(struct, dict) else [t.name for t in flat]
-        specs = [tf.TensorSpec(_shape_of(t), _dtype_of(t), name=_op_name(n, i))
+        specs = [tf.TensorSpec(_shape_of(t), _dtype_of(t), name=input_op_name(n, i))
                  for i, (t, n) in enumerate(zip(flat, names))]
 
         def call(*xs):
@@ -287,7 +288,8 @@ def _keras_signature(model):
                          f"{shapes}; pass a tf.function with input_signature")
     dtype = getattr(model, "input_dtype", None) or "float32"
     specs = [tf.TensorSpec([None] + list(shape)[1:], dtype,
-                           name=_op_name(k[:-len("_shape")] if k.endswith("_shape") else k, i))
+                           name=input_op_name(k[:-len("_shape")] if k.endswith("_shape")
+                                              else k, i))
              for i, (k, shape) in enumerate(shapes.items())]
 
     def call(*xs):  # build-shape keys follow call()'s argument order

@@ -34,6 +34,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from tfq8.graph.names import input_op_name
+
 __all__ = ["normalize_calibration_data", "InputSpec"]
 
 _log = logging.getLogger("tfq8.calibration")
@@ -121,6 +123,8 @@ class _Structure:
                 spec = self.by_alias.get(str(key))
                 if spec is None and str(key).endswith(":0"):
                     spec = self.by_alias.get(str(key)[:-2])
+                if spec is None:  # the Keras input name before tfq8 made it an op name
+                    spec = self.by_alias.get(input_op_name(key))
                 if spec is None:
                     raise ValueError(f"{where}: unknown input {key!r}; the model's inputs are "
                                      f"{self.names()}")

@@ -11,9 +11,23 @@ canonical ``"node:idx"`` form.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional, Tuple
 
 import tensorflow as tf
+
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def input_op_name(name, index: int = 0) -> str:
+    """The signature/placeholder name tfq8 gives a model input called ``name`` (a Keras input
+    name or dict key): characters TF rejects in op names become ``_`` ("meta feats" →
+    "meta_feats"). Calibration data and calls also accept the unsanitized name."""
+    name = _NAME_OK.sub("_", str(name or f"input_{index}")).strip("/")
+    if not name or not re.match(r"[A-Za-z0-9.]", name[0]):
+        name = f"input_{index}" if not name else "x" + name
+    return name
 
 
 def parse_input(text: str) -> Tuple[str, int, bool]:
