@@ -89,3 +89,28 @@ def test_optimize_and_errors(fp32_dir, tmp_path):
     assert proc.returncode != 0 and "missing.npy" in proc.stderr
     proc = _tfq8("frobnicate")
     assert proc.returncode != 0 and "usage" in proc.stderr
+
+
+def test_user_errors_are_one_line_without_traceback(fp32_dir, tmp_path):
+    path, _ = fp32_dir
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        tf.io.write_file(str(imgs / f"{k}.png"),
+                         tf.io.encode_png((rng.random((20, 24, 3)) * 255).astype(np.uint8)))
+    (imgs / "broken.png").write_bytes(b"not a png")
+    np.save(tmp_path / "wrong.npy", rng.random((4, 9, 9, 3)).astype(np.float32))
+    out = str(tmp_path / "q")
+    cases = [(["--calibration", str(tmp_path / "wrong.npy")], "'image' has shape (4, 9, 9, 3)"),
+             (["--calibration", str(imgs), "--mean=1,2"], "mean has 2 values"),
+             (["--calibration", str(imgs), "--std=0"], "contains 0"),
+             (["--calibration", str(imgs), "--std=x"], "--std must be comma-separated numbers")]
+    for extra, message in cases:
+        proc = _tfq8("quantize", "--model", path, "--output", out, *extra)
+        assert proc.returncode == 2, (extra, proc.stderr[-2000:])
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    # an undecodable file among images is skipped with a warning that names it
+    proc = _tfq8("quantize", "--model", path, "--output", out, "--calibration", str(imgs))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped 1 of 4" in proc.stderr and "broken.png" in proc.stderr

@@ -75,7 +75,7 @@ def load_data(path, input_specs):
         arr = images.load_folder(
             path, input_specs[0].shape, max_images=FLAGS.max_images,
             pixel_scale=FLAGS.pixel_scale, pixel_offset=FLAGS.pixel_offset,
-            mean=[float(m) for m in FLAGS.mean], std=[float(s) for s in FLAGS.std],
+            mean=_floats("mean"), std=_floats("std"),
             bgr=FLAGS.channel_order == "bgr", central_crop=FLAGS.central_crop)
         return {names[0]: arr}
     if path.endswith(".npy"):
@@ -91,6 +91,13 @@ def load_data(path, input_specs):
             _fail(f"{path} lacks arrays for inputs {missing} (it has {z.files})")
         return {n: z[n] for n in names}
     _fail(f"unsupported data file {path!r}: use .npy, .npz or a folder of images")
+
+
+def _floats(name):
+    try:
+        return [float(v) for v in getattr(FLAGS, name)]
+    except ValueError:
+        _fail(f"--{name} must be comma-separated numbers, got {','.join(getattr(FLAGS, name))}")
 
 
 def _config():
@@ -154,8 +161,16 @@ def main(argv):
     if not args or args[0] not in COMMANDS:
         _fail(f"usage: tfq8 {{{'|'.join(COMMANDS)}}} [flags]; see `tfq8 --helpfull`")
     command, rest = args[0], args[1:]
-    {"demo": cmd_demo, "optimize": cmd_optimize, "quantize": cmd_quantize,
-     "inspect": cmd_inspect}[command](rest)
+    run_command = {"demo": cmd_demo, "optimize": cmd_optimize, "quantize": cmd_quantize,
+                   "inspect": cmd_inspect}[command]
+    if os.environ.get("TFQ8_TRACEBACK"):
+        return run_command(rest)
+    try:
+        run_command(rest)
+    except (ValueError, TypeError, OSError) as e:
+        # tfq8's own errors (ModelError, GraphError, QuantizeError, bad data) are ValueErrors
+        # that already name the input, node or flag: print them, not a traceback.
+        _fail(f"{e}\n(set TFQ8_TRACEBACK=1 to see where it was raised)")
 
 
 def run():

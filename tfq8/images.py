@@ -1,6 +1,7 @@
 """A folder of images → a float32 batch shaped for a model's input (CLI calibration data)."""
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -29,17 +30,31 @@ def load_folder(path, input_shape, *, max_images=1000, pixel_scale=1.0, pixel_of
         raise ValueError(f"no images ({', '.join(EXTENSIONS)}) under {path!r}")
     files = files[:max_images]
     channels = shape[3] or 3
-    out = []
+    for what, values in (("mean", mean), ("std", std)):
+        if values and len(values) not in (1, channels):
+            raise ValueError(f"{what} has {len(values)} values, but the model's input has "
+                             f"{channels} channels: give 1 or {channels} (--{what}=a,b,c)")
+    if std and any(v == 0 for v in std):
+        raise ValueError(f"std {list(std)} contains 0 (the images would be divided by zero)")
+    out, unreadable = [], []
     for f in files:
         try:
             img = tf.io.decode_image(tf.io.read_file(f), channels=channels,
                                      expand_animations=False)
-        except tf.errors.InvalidArgumentError as e:
-            raise ValueError(f"cannot decode image {f!r}: {e.message}") from None
+        except tf.errors.InvalidArgumentError:
+            unreadable.append(f)  # one broken file in a large folder should not stop the run
+            continue
         if central_crop < 1.0:
             img = tf.image.central_crop(img, central_crop)
         img = tf.image.resize(tf.cast(img, tf.float32), (shape[1], shape[2]))
         out.append(img.numpy())
+    if unreadable:
+        logging.getLogger("tfq8").warning("skipped %d of %d files that are not decodable images (%s)",
+                                          len(unreadable), len(files),
+                                          ", ".join(map(repr, unreadable[:5])))
+    if not out:
+        raise ValueError(f"none of the {len(files)} image files under {path!r} could be decoded "
+                         f"(e.g. {files[0]!r}); JPEG, PNG, GIF, BMP and WebP are supported")
     x = np.stack(out).astype(np.float32)
     if bgr:
         x = x[..., ::-1]
