@@ -300,3 +300,14 @@ def test_infinite_dataset_without_num_samples_is_an_error(model, data):
         tfq8.quantize(model, ds, _cfg(num_samples=None))
     q = tfq8.quantize(model, ds, _cfg(num_samples=16))  # bounded: fine
     assert q(data[:2]).shape == (2, 5)
+
+
+def test_nan_input_is_an_error_not_a_finite_answer(model, data, int8):
+    """FP32 gives NaN for a NaN pixel; INT8 has no NaN, so the model's Tfq8Quantize refuses."""
+    x = data[:2].copy()
+    x[1, 3, 3, 0] = np.nan
+    assert np.isnan(model(x).numpy()[1]).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="contains NaN"):
+        int8(x)
+    x[1] = np.inf  # Inf saturates, as any out-of-range value does
+    assert np.isfinite(int8(x).numpy()).all()

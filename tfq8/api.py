@@ -223,7 +223,7 @@ class QuantizedModel(GraphModel):
         fp32 = [r for r in rep["layers"] if not r["int8"]]
         counts = self.op_counts()
         lines = ["tfq8 INT8 model",
-                 f"  INT8 ops: {len(int8)}  ("
+                 f"  INT8 layers: {len(int8)}  (ops: "
                  + ", ".join(f"{op} {c}" for op, c in sorted(counts.items())
                              if op.startswith("Tfq8")) + ")",
                  f"  layers kept in FP32: {len(fp32)}"]

@@ -134,12 +134,15 @@ REGISTER_OP("Tfq8Quantize")
     .Output("output: uint8")
     .Attr("scale: float")
     .Attr("zero_point: int = 0")
+    .Attr("check_nan: bool = true")
     .SetShapeFn(::tensorflow::shape_inference::UnchangedShape)
     .Doc(R"doc(
 Quantizes f32 to uint8: q = clamp(rne(x / scale) + zero_point, 0, 255).
 
-zero_point 0 for non-negative tensors, 128 for signed ones ("s8 shifted by +128"). NaN maps to 0.
-Rounding is round-half-to-even; see docs/int8_numerics.md.
+zero_point 0 for non-negative tensors, 128 for signed ones ("s8 shifted by +128"). Rounding is
+round-half-to-even; see docs/int8_numerics.md. INT8 has no NaN: with check_nan (the default) a NaN
+in the input fails the op (the FP32 model would have produced NaN, not a number); without it NaN
+maps to the lowest code. The GPU kernel does not check.
 )doc");
 
 REGISTER_OP("Tfq8Dequantize")

@@ -1,6 +1,7 @@
 // CPU kernels of Tfq8Quantize, Tfq8Dequantize, Tfq8Requantize, Tfq8Lookup, Tfq8ChannelMul and
 // Tfq8LayerNorm: read attrs/tensors, call the elementwise micro-kernels in parallel chunks.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -47,6 +48,8 @@ class QuantizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_point", &zp));
     OP_REQUIRES_OK(ctx, CheckQParams("", scale, zp));
+    // SavedModels written before the attribute existed get its default (checked).
+    if (ctx->HasAttr("check_nan")) OP_REQUIRES_OK(ctx, ctx->GetAttr("check_nan", &check_nan_));
     params_ = MakeQuantizeParams(scale, zp);
   }
 
@@ -59,11 +62,21 @@ class QuantizeOp : public OpKernel {
     const float* x = in.flat<float>().data();
     uint8_t* y = out->flat<uint8_t>().data();
     const QuantizeFn fn = GetQuantizeKernel(isa);
-    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b, params_); });
+    std::atomic<bool> nan{false};
+    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) {
+      if (fn(n, x + b, y + b, params_)) nan.store(true, std::memory_order_relaxed);
+    });
+    OP_REQUIRES(ctx, !check_nan_ || !nan.load(),
+                ::tensorflow::errors::InvalidArgument(name(), " (Tfq8Quantize): input ", in.shape().DebugString(),
+                                " contains NaN; INT8 has no NaN, and the FP32 model would have "
+                                "produced NaN too. Check the data fed to the model (or what "
+                                "produces this tensor), or set check_nan=false to map NaN to "
+                                "the lowest code."));
   }
 
  private:
   QuantizeParams params_;
+  bool check_nan_ = true;
 };
 
 class DequantizeOp : public OpKernel {

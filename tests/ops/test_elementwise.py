@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfq8
 from tests.ops import numpy_ref as ref
-from tests.ops.isa_util import assert_all_equal, run_all_isas
+from tests.ops.isa_util import AVAILABLE_ISAS, assert_all_equal, forced_isa, run_all_isas
 
 F32 = np.float32
 LENGTHS = [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 1000, 40000]
@@ -29,7 +29,8 @@ def test_quantize_nan_inf_saturation_and_ties():
     ties = np.arange(-300, 301, dtype=F32) + F32(0.5)  # scale 1: every value is a tie
     x = np.concatenate([special, ties, special])
     for zp in (0, 128, 255):
-        got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(x, scale=1.0, zero_point=zp))
+        got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(x, scale=1.0, zero_point=zp,
+                                                          check_nan=False))
         exp = ref.quantize(x, F32(1.0), zp)
         assert_all_equal(got, exp, f"zp={zp}")
     exp = ref.quantize(x, F32(1.0), 128)
@@ -42,6 +43,21 @@ def test_quantize_nan_inf_saturation_and_ties():
     got = run_all_isas(lambda: tfq8.ops.tfq8_quantize(np.array([0.25, -20], F32), scale=0.1,
                                                       zero_point=128))
     assert_all_equal(got, np.array([130, 0], np.uint8), "doc example")
+
+
+def test_quantize_refuses_nan_by_default_on_every_isa():
+    """A NaN anywhere (SIMD body or tail, any chunk) fails the op with its name; Inf saturates
+    and is fine. 70001 elements: several parallel chunks."""
+    x = np.linspace(-5, 5, 70001).astype(F32)
+    x[[0, -1]] = [np.inf, -np.inf]
+    run_all_isas(lambda: tfq8.ops.tfq8_quantize(x, scale=0.1, zero_point=128))
+    for at in (3, 40000, 70000):
+        bad = x.copy()
+        bad[at] = np.nan
+        for isa in AVAILABLE_ISAS:
+            with forced_isa(isa), pytest.raises(tf.errors.InvalidArgumentError,
+                                             match=r"Tfq8Quantize.*contains NaN.*check_nan"):
+                tfq8.ops.tfq8_quantize(bad, scale=0.1, zero_point=128)
 
 
 @pytest.mark.parametrize("n", LENGTHS)

@@ -149,6 +149,19 @@ bool CheckElementwise(Isa isa) {
         const QuantizeParams qp = MakeQuantizeParams(scale, zp);
         f32_qu8_vcvt_ukernel__ref(x.size(), x.data(), want.data(), qp);
         GetQuantizeKernel(isa)(x.size(), x.data(), got.data(), qp);
+        // The NaN report, with the NaN first (SIMD body), absent, and last (tail or body).
+        for (size_t at : {size_t{0}, x.size(), x.size() - 1}) {
+          std::vector<float> v(x);
+          v[0] = 0.0f;
+          if (at < v.size()) v[at] = NAN;
+          std::vector<uint8_t> scratch(v.size());
+          const bool r = f32_qu8_vcvt_ukernel__ref(v.size(), v.data(), scratch.data(), qp);
+          const bool s = GetQuantizeKernel(isa)(v.size(), v.data(), scratch.data(), qp);
+          if (r != (at < v.size()) || s != r) {
+            std::printf("FAIL quantize NaN report n%zu at%zu: ref %d simd %d\n", n, at, r, s);
+            return false;
+          }
+        }
         const RequantizeParams rp = MakeRequantizeParams(0.5f, 128, scale, zp);
         std::vector<uint8_t> rw(q.size()), rg(q.size());
         qu8_vrequant_ukernel__ref(q.size(), q.data(), rw.data(), rp);

@@ -38,16 +38,17 @@ RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float o
 // Quantize (NaN → lo) and rounded. Reuses RequantizeParams; its `mul` is unused.
 void ChannelMulMultipliers(size_t n, const float* gate, const RequantizeParams& p, float* mult);
 
-using QuantizeFn = void (*)(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+// Returns whether x had a NaN (its code is still written), so the op can refuse NaN for free.
+using QuantizeFn = bool (*)(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
 using DequantizeU8Fn = void (*)(size_t n, const uint8_t* x, float* y, int32_t zero_point,
                                 float scale);
 using RequantizeFn = void (*)(size_t n, const uint8_t* x, uint8_t* y, const RequantizeParams& p);
 using ChannelMulFn = void (*)(size_t rows, size_t channels, const uint8_t* x, const float* mult,
                               uint8_t* y, const RequantizeParams& p);
 
-void f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
-void f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
-void f32_qu8_vcvt_ukernel__avx512(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+bool f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+bool f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
+bool f32_qu8_vcvt_ukernel__avx512(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
 
 void qu8_f32_vcvt_ukernel__ref(size_t n, const uint8_t* x, float* y, int32_t zp, float scale);
 void qu8_f32_vcvt_ukernel__avx2(size_t n, const uint8_t* x, float* y, int32_t zp, float scale);

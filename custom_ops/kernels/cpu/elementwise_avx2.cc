@@ -16,16 +16,20 @@ inline void Store8(uint8_t* y, __m256i q) {
 
 }  // namespace
 
-void f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
+bool f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
   const __m256 mul = _mm256_set1_ps(p.mul), lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
   const __m256i zp = _mm256_set1_epi32(p.zero_point);
+  __m256 nan = _mm256_setzero_ps();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + i), mul);
+    const __m256 v = _mm256_loadu_ps(x + i);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    __m256 t = _mm256_mul_ps(v, mul);
     t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);  // vmaxps returns lo for NaN in t
     Store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(t), zp));
   }
-  f32_qu8_vcvt_ukernel__ref(n - i, x + i, y + i, p);
+  const bool tail_nan = f32_qu8_vcvt_ukernel__ref(n - i, x + i, y + i, p);
+  return tail_nan || _mm256_movemask_ps(nan) != 0;
 }
 
 void qu8_f32_vcvt_ukernel__avx2(size_t n, const uint8_t* x, float* y, int32_t zp, float scale) {

@@ -6,23 +6,29 @@
 
 namespace tfq8 {
 
-void f32_qu8_vcvt_ukernel__avx512(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
+bool f32_qu8_vcvt_ukernel__avx512(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
   const __m512 mul = _mm512_set1_ps(p.mul), lo = _mm512_set1_ps(p.lo), hi = _mm512_set1_ps(p.hi);
   const __m512i zp = _mm512_set1_epi32(p.zero_point);
+  __mmask16 nan = 0;
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x + i), mul);
+    const __m512 v = _mm512_loadu_ps(x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512 t = _mm512_mul_ps(v, mul);
     t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);  // max(NaN, lo) = lo
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), zp);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtusepi32_epi8(q));
   }
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), mul);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);  // masked-off lanes read 0, never NaN
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512 t = _mm512_mul_ps(v, mul);
     t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), zp);
     _mm512_mask_cvtusepi32_storeu_epi8(y + i, m, q);
   }
+  return nan != 0;
 }
 
 void qu8_f32_vcvt_ukernel__avx512(size_t n, const uint8_t* x, float* y, int32_t zp, float scale) {

@@ -26,13 +26,16 @@ RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float o
   return p;
 }
 
-void f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
+bool f32_qu8_vcvt_ukernel__ref(size_t n, const float* x, uint8_t* y, const QuantizeParams& p) {
+  bool nan = false;
   for (size_t i = 0; i < n; ++i) {
+    nan |= std::isnan(x[i]);
     float t = x[i] * p.mul;
     t = t >= p.lo ? t : p.lo;  // NaN → lo, as vmaxps(t, lo) does
     t = t <= p.hi ? t : p.hi;
     y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.zero_point);
   }
+  return nan;
 }
 
 void qu8_f32_vcvt_ukernel__ref(size_t n, const uint8_t* x, float* y, int32_t zp, float scale) {
