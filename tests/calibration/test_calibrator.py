@@ -111,6 +111,19 @@ def test_notes_logged_only_when_verbose(caplog):
                for r in caplog.records)
 
 
+def test_a_corrupt_sample_is_reported_by_index(caplog):
+    """Sample 11 (batch 1, row 3) scaled by 1e6: warned about even when not verbose, with its
+    global index; ordinary data (peaks within 100× of the median) gives no warning."""
+    batches = list(_batches())
+    with caplog.at_level(logging.WARNING, logger="tfq8.calibration"):
+        calibrate(_run_batch, batches, "percentile", verbose=False)
+        assert caplog.records == []
+        batches[1]["image"][3] *= 1e6
+        calibrate(_run_batch, batches, "percentile", verbose=False)
+    (rec,) = caplog.records
+    assert "'image': 1 sample(s) (e.g. #11," in rec.getMessage()
+
+
 def test_errors():
     with pytest.raises(ValueError, match="calibration data is empty"):
         calibrate(_run_batch, [], "minmax", verbose=False)

@@ -25,6 +25,9 @@ from tfq8.calibration.table import CalibrationTable, TableEntry
 __all__ = ["Calibrator", "calibrate", "batch_size_of", "take_rows"]
 
 _log = logging.getLogger("tfq8.calibration")
+# A calibration sample whose max |x| exceeds this multiple of the median sample's is reported as
+# a likely corrupt sample (real data varies far less from sample to sample).
+OUTLIER_FACTOR = 100
 
 
 def _leaves(batch):
@@ -146,6 +149,7 @@ class Calibrator:
         self.observers: dict[str, Observer] = {}
         self.batches_seen = 0
         self.samples_seen = 0
+        self._sample_peaks: dict[str, list[np.ndarray]] = {}
 
     def _observer(self, name: str) -> Observer:
         obs = self.observers.get(name)
@@ -184,6 +188,7 @@ class Calibrator:
                         batch, n = take_rows(batch, remaining), remaining
                 if n == 0:
                     continue
+                self._record_sample_peaks(batch)
                 self.observe_batch(batch)
                 self.batches_seen += 1
                 self.samples_seen += n
@@ -196,12 +201,41 @@ class Calibrator:
             progress.close()
         if self.batches_seen == 0:
             raise ValueError("calibration data is empty: no batch was seen")
+        self._warn_outlier_samples()
         table = self.table()
         if self.verbose:
             _log.info("calibrated %d tensors (%s) on %d samples in %d batches, %.1fs",
                       len(table), self.method, self.samples_seen, self.batches_seen,
                       time.monotonic() - start)
         return table
+
+    def _record_sample_peaks(self, batch: Any) -> None:
+        """Keeps each float input's per-sample max |x| (one number per sample)."""
+        if not isinstance(batch, Mapping):
+            return
+        for name, value in batch.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind != "f" or arr.ndim == 0 or arr.size == 0:
+                continue
+            peaks = np.abs(arr.reshape(arr.shape[0], -1)).max(axis=1).astype(np.float64)
+            self._sample_peaks.setdefault(name, []).append(peaks)
+
+    def _warn_outlier_samples(self) -> None:
+        """One corrupt sample (a 1e6 among images in 0..1) sets the range of every observer's
+        histogram, so no method recovers from it: say which sample it was."""
+        for name, parts in self._sample_peaks.items():
+            peaks = np.concatenate(parts)
+            median = float(np.median(peaks)) if peaks.size >= 8 else 0.0
+            if not median > 0:
+                continue
+            bad = np.flatnonzero(peaks > OUTLIER_FACTOR * median)
+            if bad.size:
+                _log.warning(
+                    "calibration input %r: %d sample(s) (e.g. #%s, max |x| %.4g) exceed %d× the "
+                    "median sample's max |x| (%.4g); one such sample stretches every tensor's "
+                    "range and coarsens the INT8 model. Check the calibration data.",
+                    name, bad.size, ", #".join(map(str, bad[:5])), peaks[bad[0]],
+                    OUTLIER_FACTOR, median)
 
     def table(self) -> CalibrationTable:
         """The table of what was observed so far."""
