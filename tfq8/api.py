@@ -203,7 +203,8 @@ class QuantizedModel(GraphModel):
 
         for n in self.graph_def.node:
             if n.op in int8_ops or n.op in ("Const", "Placeholder", "Identity", "NoOp",
-                                            "Tfq8Quantize", "Tfq8Dequantize"):
+                                            "Tfq8Quantize", "Tfq8QuantizeChannels",
+                                            "Tfq8Dequantize"):
                 continue
             if (("T" in n.attr and n.attr["T"].type == u8)
                     or (n.op == "Cast" and n.attr["DstT"].type == u8)

@@ -145,6 +145,24 @@ in the input fails the op (the FP32 model would have produced NaN, not a number)
 maps to the lowest code. The GPU kernel does not check.
 )doc");
 
+REGISTER_OP("Tfq8QuantizeChannels")
+    .Input("input: float")
+    .Output("output: uint8")
+    .Attr("scale: float")
+    .Attr("zero_point: int = 0")
+    .Attr("channel_mul: list(float)")
+    .Attr("channel_add: list(float)")
+    .Attr("check_nan: bool = true")
+    .SetShapeFn(::tensorflow::shape_inference::UnchangedShape)
+    .Doc(R"doc(
+Tfq8Quantize of x * channel_mul[c] + channel_add[c], c the index along the last axis (a model's
+input normalization, absorbed so that the tensor is read once): with m = float(channel_mul[c] /
+scale), a = float(channel_add[c] / scale) (double division), t = x * m, then t + a, each rounded
+to f32, then clamped and rounded as Tfq8Quantize. One entry in each list applies to all channels;
+else both lists have one entry per channel of the last axis. CPU only (TensorFlow places it on
+the CPU). See docs/int8_numerics.md.
+)doc");
+
 REGISTER_OP("Tfq8Dequantize")
     .Input("input: T")
     .Output("output: float")

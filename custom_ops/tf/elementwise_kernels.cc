@@ -79,6 +79,65 @@ class QuantizeOp : public OpKernel {
   bool check_nan_ = true;
 };
 
+class QuantizeChannelsOp : public OpKernel {
+ public:
+  explicit QuantizeChannelsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float scale;
+    int zp;
+    std::vector<float> mul, add;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_point", &zp));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("channel_mul", &mul));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("channel_add", &add));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("check_nan", &check_nan_));
+    OP_REQUIRES_OK(ctx, CheckQParams("", scale, zp));
+    OP_REQUIRES(ctx, !mul.empty() && mul.size() == add.size() && mul.size() <= 65536,
+                ::tensorflow::errors::InvalidArgument(
+                    name(), " (Tfq8QuantizeChannels): channel_mul and channel_add need the same "
+                    "length, 1 to 65536, got ", mul.size(), " and ", add.size()));
+    for (size_t c = 0; c < mul.size(); ++c) {
+      const double m = static_cast<double>(mul[c]) / scale, a = static_cast<double>(add[c]) / scale;
+      OP_REQUIRES(ctx, std::isfinite(m) && std::isfinite(a) && std::fabs(m) < 3e38 &&
+                           std::fabs(a) < 3e38,
+                  ::tensorflow::errors::InvalidArgument(
+                      name(), " (Tfq8QuantizeChannels): channel ", c, ": channel_mul ", mul[c],
+                      " / channel_add ", add[c], " over scale ", scale, " is not a finite f32"));
+    }
+    params_ = MakeQuantizeChannelsParams(scale, zp, mul, add);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Isa isa;
+    if (!GetIsa(ctx, &isa)) return;
+    const Tensor& in = ctx->input(0);
+    const int64_t channels = params_.channels;
+    OP_REQUIRES(ctx, channels == 1 || (in.dims() >= 1 && in.dim_size(in.dims() - 1) == channels),
+                ::tensorflow::errors::InvalidArgument(
+                    name(), " (Tfq8QuantizeChannels): the input's last dimension must be ",
+                    channels, " (the length of channel_mul), got shape ",
+                    in.shape().DebugString()));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    const float* x = in.flat<float>().data();
+    uint8_t* y = out->flat<uint8_t>().data();
+    const QuantizeChannelsFn fn = GetQuantizeChannelsKernel(isa);
+    std::atomic<bool> nan{false};
+    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) {
+      const size_t phase = static_cast<size_t>(b % params_.period);
+      if (fn(n, phase, x + b, y + b, params_)) nan.store(true, std::memory_order_relaxed);
+    });
+    OP_REQUIRES(ctx, !check_nan_ || !nan.load(),
+                ::tensorflow::errors::InvalidArgument(
+                    name(), " (Tfq8QuantizeChannels): input ", in.shape().DebugString(),
+                    " contains NaN; INT8 has no NaN, and the FP32 model would have produced NaN "
+                    "too. Check the data fed to the model, or set check_nan=false."));
+  }
+
+ private:
+  QuantizeChannelsParams params_;
+  bool check_nan_ = true;
+};
+
 class DequantizeOp : public OpKernel {
  public:
   explicit DequantizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -255,6 +314,8 @@ REGISTER_KERNEL_BUILDER(Name("Tfq8LayerNorm").Device(::tensorflow::DEVICE_CPU), 
 REGISTER_KERNEL_BUILDER(Name("Tfq8ChannelMul").Device(::tensorflow::DEVICE_CPU), ChannelMulOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(::tensorflow::DEVICE_CPU), LookupOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Quantize").Device(::tensorflow::DEVICE_CPU), QuantizeOp);
+REGISTER_KERNEL_BUILDER(Name("Tfq8QuantizeChannels").Device(::tensorflow::DEVICE_CPU),
+                        QuantizeChannelsOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Dequantize").Device(::tensorflow::DEVICE_CPU), DequantizeOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Requantize").Device(::tensorflow::DEVICE_CPU), RequantizeOp);
 

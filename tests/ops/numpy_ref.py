@@ -32,6 +32,17 @@ def quantize(x, scale, zero_point=0):
     return _rne_clamp(t, -zero_point, 255 - zero_point, zero_point)
 
 
+def quantize_channels(x, scale, zero_point, channel_mul, channel_add):
+    """Tfq8QuantizeChannels: t = x * m[c], then t + a[c] (each rounded to f32), m and a the
+    per-channel affine over the scale in double; channel c = index along the last axis."""
+    x = np.asarray(x, F32)
+    s = _attr(scale)
+    m = (np.asarray(channel_mul, F32).astype(np.float64) / s).astype(F32)
+    a = (np.asarray(channel_add, F32).astype(np.float64) / s).astype(F32)
+    t = ((x * m).astype(F32) + a).astype(F32)
+    return _rne_clamp(t, -zero_point, 255 - zero_point, zero_point)
+
+
 def dequantize(q, scale, zero_point=0):
     return ((q.astype(np.int32) - zero_point).astype(F32) * F32(scale)).astype(F32)
 

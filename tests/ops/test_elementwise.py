@@ -60,6 +60,56 @@ def test_quantize_refuses_nan_by_default_on_every_isa():
                 tfq8.ops.tfq8_quantize(bad, scale=0.1, zero_point=128)
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1, 3), (5, 7, 3), (2, 33, 33, 3), (4, 1),
+                                   (3, 8), (2, 17), (6, 40), (1, 9, 1001), (70001, 1)])
+def test_quantize_channels_bit_exact(shape):
+    """Every CPU path vs numpy_ref over channel counts whose pattern period (lcm(C, 16)) is
+    short, equal to C, or long, shapes that end inside a vector, and several parallel chunks
+    (each starting at another phase of the pattern); one channel entry broadcast too."""
+    rng = np.random.default_rng(sum(shape))
+    c = shape[-1]
+    x = (rng.standard_normal(shape) * 60 + 100).astype(F32)
+    mul = rng.uniform(-0.05, 0.05, c).astype(F32)
+    add = rng.uniform(-2, 2, c).astype(F32)
+    for scale, zp in [(0.02, 128), (0.013, 0), (0.5, 255)]:
+        got = run_all_isas(lambda: tfq8.ops.tfq8_quantize_channels(
+            x, scale=scale, zero_point=zp, channel_mul=mul.tolist(), channel_add=add.tolist()))
+        assert_all_equal(got, ref.quantize_channels(x, scale, zp, mul, add), f"{shape} {zp}")
+    got = run_all_isas(lambda: tfq8.ops.tfq8_quantize_channels(
+        x, scale=0.02, zero_point=128, channel_mul=[0.0078125], channel_add=[-1.0]))
+    assert_all_equal(got, ref.quantize_channels(x, 0.02, 128, [0.0078125], [-1.0]), "broadcast")
+
+
+def test_quantize_channels_equals_tf_mul_add_then_quantize():
+    """A Mul then an Add in TF, then Tfq8Quantize: the same bytes as the fused op when
+    channel_mul / scale and channel_add / scale are exact in f32 (power-of-two scale)."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 255, (2, 9, 9, 3)).astype(F32)
+    mul = np.array([1 / 58.4, 1 / 57.1, 1 / 57.4], F32)
+    add = np.array([-2.1, -2.0, -1.8], F32)
+    want = tfq8.ops.tfq8_quantize(x * mul + add, scale=2.0 ** -5, zero_point=128)
+    got = tfq8.ops.tfq8_quantize_channels(x, scale=2.0 ** -5, zero_point=128,
+                                          channel_mul=mul.tolist(), channel_add=add.tolist())
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_quantize_channels_errors_name_the_problem():
+    x = np.ones((2, 4), F32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="last dimension must be 3"):
+        tfq8.ops.tfq8_quantize_channels(x, scale=0.1, channel_mul=[1.0] * 3,
+                                        channel_add=[0.0] * 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same length"):
+        tfq8.ops.tfq8_quantize_channels(x, scale=0.1, channel_mul=[1.0] * 4,
+                                        channel_add=[0.0] * 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a finite f32"):
+        tfq8.ops.tfq8_quantize_channels(x, scale=1e-30, channel_mul=[1e30] * 4,
+                                        channel_add=[0.0] * 4)
+    x[1, 2] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="contains NaN"):
+        tfq8.ops.tfq8_quantize_channels(x, scale=0.1, channel_mul=[1.0] * 4,
+                                        channel_add=[0.0] * 4)
+
+
 @pytest.mark.parametrize("n", LENGTHS)
 def test_dequantize_bit_exact(n):
     rng = np.random.default_rng(n + 1)

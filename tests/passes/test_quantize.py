@@ -599,3 +599,88 @@ def test_hand_written_layer_norm_is_matched_and_near_misses_stay_fp32():
         assert (_ops(q).get("Tfq8LayerNorm") == 1) == int8, (norm.__name__, _ops(q))
         cos = _cosine(f(x[16:]).numpy(), q(x[16:]).numpy())
         assert cos.min() >= 0.995, (norm.__name__, cos.min())
+
+
+def _normalized_input_model(extra_output=False):
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    norm = keras.layers.Normalization(mean=[0.485, 0.456, 0.406],
+                                      variance=[0.229 ** 2, 0.224 ** 2, 0.225 ** 2])(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(norm)
+    y = keras.layers.Conv2D(4, 1)(y)
+    return keras.Model(inp, [y, norm] if extra_output else y)
+
+
+def test_input_normalization_is_absorbed_into_the_quantize():
+    """Rescaling + Normalization in front of the first conv: one Tfq8QuantizeChannels reads the
+    model input, with the chain's affine (x/255 − mean)/std as its channel_mul/add (rtol 1e-6:
+    composed in float64, stored in f32); its bytes equal numpy_ref's for those attributes, and
+    are within one code of quantizing the FP32 chain's output (f32 rounding of the chain)."""
+    keras.utils.set_random_seed(12)
+    model = _normalized_input_model()
+    x = RNG.uniform(0, 255, (24, 10, 10, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8QuantizeChannels") == 1 and "Tfq8Quantize" not in ops, ops
+    assert not {"Mul", "Sub", "RealDiv", "Add", "AddV2"} & set(ops), ops
+    (nd,) = [n for n in q.graph_def.node if n.op == "Tfq8QuantizeChannels"]
+    (feed,) = [n.name for n in q.graph_def.node if n.op == "Placeholder"]
+    assert nd.input[0] == feed
+    std = np.array([0.229, 0.224, 0.225])
+    mean = np.array([0.485, 0.456, 0.406])
+    a = nd.attr
+    np.testing.assert_allclose(a["channel_mul"].list.f, 1 / 255 / std, rtol=1e-6)
+    np.testing.assert_allclose(a["channel_add"].list.f, -mean / std, rtol=1e-6)
+    (got,) = _run_int8_tensors(q.graph_def, {feed + ":0": x[16:]}, [nd.name])
+    want = numpy_ref.quantize_channels(x[16:], a["scale"].f, a["zero_point"].i,
+                                       list(a["channel_mul"].list.f),
+                                       list(a["channel_add"].list.f))
+    np.testing.assert_array_equal(got, want)
+    chain = ((x[16:] / np.float32(255) - mean.astype(np.float32)) / std.astype(np.float32))
+    ref = numpy_ref.quantize(chain.astype(np.float32), a["scale"].f, a["zero_point"].i)
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    assert _cosine(model(x[16:]).numpy(), q(x[16:]).numpy()).min() >= 0.999
+
+
+def test_input_affine_stays_fp32_when_its_result_is_also_used_elsewhere():
+    """The normalized input is also a model output: the FP32 chain must stay (that output is
+    FP32's), so the quantize is not fused."""
+    keras.utils.set_random_seed(13)
+    model = _normalized_input_model(extra_output=True)
+    x = RNG.uniform(0, 255, (16, 10, 10, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x, _config())
+    ops = _ops(q)
+    assert "Tfq8QuantizeChannels" not in ops and ops.get("Tfq8Quantize") == 1, ops
+    # FP32 up to f32 rounding: freezing turns Keras' x / std into x * (1 / std).
+    np.testing.assert_allclose(q(x)[1].numpy(), model(x)[1].numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_input_affine_composition_and_broadcast_guards():
+    """absorb_input_affines on hand-built chains: c − x, x / c and BiasAdd compose exactly (float64
+    reference); a constant varying along a non-last axis, or one that would raise the rank,
+    leaves the quantize alone."""
+    from tfq8.passes.input_affine import absorb_input_affines
+
+    def build(make):
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, 4, 3], name="x")
+            y = make(x)
+            tfq8.ops.tfq8_quantize(y, scale=0.05, zero_point=128, name="q")
+        return g.as_graph_def()
+
+    c = np.array([0.5, -2.0, 4.0], np.float32)
+    gd = build(lambda x: tf.nn.bias_add(2.0 - x / c, c))
+    done = absorb_input_affines(gd, {"q"}, lambda t: (None, 4, 3))
+    assert [d[0] for d in done] == ["q"] and len(done[0][1]) == 3
+    (q,) = [n for n in gd.node if n.name == "q"]
+    assert q.op == "Tfq8QuantizeChannels" and q.input[0] == "x"
+    c64 = c.astype(np.float64)
+    np.testing.assert_allclose(q.attr["channel_mul"].list.f, -1 / c64, rtol=1e-7)
+    np.testing.assert_allclose(q.attr["channel_add"].list.f, 2.0 + c64, rtol=1e-7)
+    for make in (lambda x: x * tf.constant([[1.0], [2.0], [3.0], [4.0]]),     # varies along axis 1
+                 lambda x: x + tf.constant(np.ones((1, 1, 1, 3), np.float32)),  # rank 3 → 4
+                 lambda x: x / tf.constant([1.0, 0.0, 1.0])):                  # division by 0
+        gd = build(make)
+        assert absorb_input_affines(gd, {"q"}, lambda t: (None, 4, 3)) == []
+        assert [n.op for n in gd.node if n.name == "q"] == ["Tfq8Quantize"]

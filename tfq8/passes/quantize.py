@@ -53,6 +53,7 @@ from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework import tensor_util
 
 from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
+from tfq8.passes.input_affine import absorb_input_affines
 
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
 ACT_OPS = {"Relu": "RELU", "Relu6": "RELU6"}
@@ -1017,8 +1018,16 @@ class QuantizePlan:
         # Quantize nodes were appended where first needed; restore a topological order, and drop
         # what no output needs any more (the FP32 weights of replaced layers).
         _topo_sort(out)
-        _prune_dead(out, {node_of(t) for t in self.outputs} | self._placeholders())
+        keep = {node_of(t) for t in self.outputs} | self._placeholders()
+        _prune_dead(out, keep)
+        if absorb_input_affines(out, keep, self._fp32_shape):
+            _prune_dead(out, keep)  # the absorbed FP32 ops and their constants
         return out, self.reports
+
+    def _fp32_shape(self, t):
+        """Static shape of FP32 tensor t as a tuple (None: unknown rank)."""
+        shape = self._shape(t)
+        return None if shape.rank is None else tuple(shape.as_list())
 
     def _placeholders(self):
         return {n.name for n in self.graph_def.node if n.op == "Placeholder"}

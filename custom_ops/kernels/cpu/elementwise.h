@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "custom_ops/kernels/cpu/isa.h"
 
@@ -20,6 +21,25 @@ struct QuantizeParams {
   int32_t zero_point;
 };
 QuantizeParams MakeQuantizeParams(float scale, int zero_point);
+
+// Quantize with a per-channel affine in front (Tfq8QuantizeChannels: a model's own input
+// normalization absorbed): t = x * mul[c]; t = t + add[c]; then clamp and round as Quantize.
+// mul[c] = float(channel_mul[c] / scale), add[c] = float(channel_add[c] / scale), computed in
+// double. Element i of the tensor has channel i % channels; the kernels read mul/add through
+// `pattern` arrays that repeat them over `period` = lcm(channels, 16) elements, stored twice
+// (+16) so that a vector starting anywhere in the first period reads contiguously.
+struct QuantizeChannelsParams {
+  int64_t channels = 1;
+  int64_t period = 16;
+  std::vector<float> mul;  // [2 * period + 16]
+  std::vector<float> add;
+  float lo = 0.0f;
+  float hi = 255.0f;
+  int32_t zero_point = 0;
+};
+QuantizeChannelsParams MakeQuantizeChannelsParams(float scale, int zero_point,
+                                                  const std::vector<float>& channel_mul,
+                                                  const std::vector<float>& channel_add);
 
 // For requantize the input is first centred: t = float(q - in_zero_point) * mul.
 struct RequantizeParams {
@@ -38,6 +58,9 @@ RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float o
 // Quantize (NaN → lo) and rounded. Reuses RequantizeParams; its `mul` is unused.
 void ChannelMulMultipliers(size_t n, const float* gate, const RequantizeParams& p, float* mult);
 
+// x[0] is element `phase` (mod p.period) of the pattern; returns whether x had a NaN.
+using QuantizeChannelsFn = bool (*)(size_t n, size_t phase, const float* x, uint8_t* y,
+                                    const QuantizeChannelsParams& p);
 // Returns whether x had a NaN (its code is still written), so the op can refuse NaN for free.
 using QuantizeFn = bool (*)(size_t n, const float* x, uint8_t* y, const QuantizeParams& p);
 using DequantizeU8Fn = void (*)(size_t n, const uint8_t* x, float* y, int32_t zero_point,
@@ -78,6 +101,12 @@ void qu8_vlut_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const uint8_
 void s32_f32_vcvt_ukernel__ref(size_t n, const int32_t* x, float* y, float scale);
 
 QuantizeFn GetQuantizeKernel(Isa isa);
+// AVX512 CPUs take the AVX2 kernel: the op reads 4 bytes per byte written, memory-bound.
+QuantizeChannelsFn GetQuantizeChannelsKernel(Isa isa);
+bool f32_qu8_vcvt_channels_ukernel__ref(size_t n, size_t phase, const float* x, uint8_t* y,
+                                        const QuantizeChannelsParams& p);
+bool f32_qu8_vcvt_channels_ukernel__avx2(size_t n, size_t phase, const float* x, uint8_t* y,
+                                         const QuantizeChannelsParams& p);
 DequantizeU8Fn GetDequantizeKernel(Isa isa);
 RequantizeFn GetRequantizeKernel(Isa isa);
 ChannelMulFn GetChannelMulKernel(Isa isa);

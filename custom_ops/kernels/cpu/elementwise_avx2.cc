@@ -32,6 +32,28 @@ bool f32_qu8_vcvt_ukernel__avx2(size_t n, const float* x, uint8_t* y, const Quan
   return tail_nan || _mm256_movemask_ps(nan) != 0;
 }
 
+bool f32_qu8_vcvt_channels_ukernel__avx2(size_t n, size_t phase, const float* x, uint8_t* y,
+                                         const QuantizeChannelsParams& p) {
+  const __m256 lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
+  const __m256i zp = _mm256_set1_epi32(p.zero_point);
+  const size_t period = static_cast<size_t>(p.period);
+  size_t j = phase % period;  // < period, so [j, j + 8) lies inside the doubled pattern
+  __m256 nan = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    __m256 t = _mm256_mul_ps(v, _mm256_loadu_ps(p.mul.data() + j));
+    t = _mm256_add_ps(t, _mm256_loadu_ps(p.add.data() + j));  // no FMA: the reference rounds twice
+    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+    Store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(t), zp));
+    j += 8;
+    if (j >= period) j -= period;
+  }
+  const bool tail_nan = f32_qu8_vcvt_channels_ukernel__ref(n - i, j, x + i, y + i, p);
+  return tail_nan || _mm256_movemask_ps(nan) != 0;
+}
+
 void qu8_f32_vcvt_ukernel__avx2(size_t n, const uint8_t* x, float* y, int32_t zp, float scale) {
   const __m256 s = _mm256_set1_ps(scale);
   const __m256i z = _mm256_set1_epi32(zp);

@@ -1,6 +1,7 @@
 // Scalar references for the elementwise conversions, and the per-ISA table.
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "custom_ops/kernels/cpu/elementwise.h"
 
@@ -13,6 +14,41 @@ QuantizeParams MakeQuantizeParams(float scale, int zero_point) {
   p.hi = static_cast<float>(255 - zero_point);
   p.zero_point = zero_point;
   return p;
+}
+
+QuantizeChannelsParams MakeQuantizeChannelsParams(float scale, int zero_point,
+                                                  const std::vector<float>& channel_mul,
+                                                  const std::vector<float>& channel_add) {
+  QuantizeChannelsParams p;
+  p.channels = static_cast<int64_t>(channel_mul.size());
+  p.period = std::lcm<int64_t>(p.channels, 16);
+  p.mul.resize(2 * p.period + 16);
+  p.add.resize(2 * p.period + 16);
+  for (size_t i = 0; i < p.mul.size(); ++i) {
+    const size_t c = i % p.channels;
+    p.mul[i] = static_cast<float>(static_cast<double>(channel_mul[c]) / scale);
+    p.add[i] = static_cast<float>(static_cast<double>(channel_add[c]) / scale);
+  }
+  p.lo = static_cast<float>(-zero_point);
+  p.hi = static_cast<float>(255 - zero_point);
+  p.zero_point = zero_point;
+  return p;
+}
+
+bool f32_qu8_vcvt_channels_ukernel__ref(size_t n, size_t phase, const float* x, uint8_t* y,
+                                        const QuantizeChannelsParams& p) {
+  bool nan = false;
+  size_t j = phase % static_cast<size_t>(p.period);
+  for (size_t i = 0; i < n; ++i) {
+    nan |= std::isnan(x[i]);
+    float t = x[i] * p.mul[j];
+    t = t + p.add[j];
+    t = t >= p.lo ? t : p.lo;  // NaN → lo, as vmaxps(t, lo) does
+    t = t <= p.hi ? t : p.hi;
+    y[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.zero_point);
+    if (++j == static_cast<size_t>(p.period)) j = 0;
+  }
+  return nan;
 }
 
 RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float out_scale,
@@ -89,6 +125,11 @@ QuantizeFn GetQuantizeKernel(Isa isa) {
     case Isa::kAvx2: return f32_qu8_vcvt_ukernel__avx2;
     default: return f32_qu8_vcvt_ukernel__ref;
   }
+}
+
+QuantizeChannelsFn GetQuantizeChannelsKernel(Isa isa) {
+  return isa == Isa::kRef ? f32_qu8_vcvt_channels_ukernel__ref
+                                : f32_qu8_vcvt_channels_ukernel__avx2;
 }
 
 DequantizeU8Fn GetDequantizeKernel(Isa isa) {
