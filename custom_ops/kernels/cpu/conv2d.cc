@@ -346,6 +346,34 @@ struct ConvTaskPlan {
     per_group = (nblocks + ngroups - 1) / ngroups;
     ngroups = (nblocks + per_group - 1) / per_group;
   }
+
+  // Runs tasks [t0, t1) of one pfor range: build_chunk(mb0, mb1) prepares the rows of pixel
+  // blocks [mb0, mb1) only when the chunk changes (a chunk's ngroups tasks are consecutive, so
+  // a range builds each of its chunks once), then channel_block(nb, mb0, mb1) for each channel
+  // block of the task's group, which loops the chunk's pixel blocks inside (see above).
+  template <typename BuildChunkFn, typename ChannelBlockFn>
+  void ForEachChannelBlock(int64_t t0, int64_t t1, BuildChunkFn&& build_chunk,
+                           ChannelBlockFn&& channel_block) const {
+    int64_t built = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / ngroups, grp = t % ngroups;
+      const int64_t mb0 = chunk * mchunk, mb1 = std::min(mblocks, mb0 + mchunk);
+      if (built != chunk) {
+        build_chunk(mb0, mb1);
+        built = chunk;
+      }
+      const int64_t nb0 = grp * per_group, nb1 = std::min(nblocks, nb0 + per_group);
+      for (int64_t nb = nb0; nb < nb1; ++nb) channel_block(nb, mb0, mb1);
+    }
+  }
+  // The same with one call block(mb, nb, mb0) per output block: pixel block mb of the chunk
+  // that starts at mb0, channel block nb.
+  template <typename BuildChunkFn, typename BlockFn>
+  void ForEachBlock(int64_t t0, int64_t t1, BuildChunkFn&& build_chunk, BlockFn&& block) const {
+    ForEachChannelBlock(t0, t1, build_chunk, [&](int64_t nb, int64_t mb0, int64_t mb1) {
+      for (int64_t mb = mb0; mb < mb1; ++mb) block(mb, nb, mb0);
+    });
+  }
 };
 
 // Fills a[(mb - mb0)·taps·mr + tap·mr + m] with the input row of output pixel mb·mr + m at each
@@ -457,29 +485,20 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
     ScratchLease<const uint8_t*> ptrs_lease;  // indirection rows [mb][tap][MR] of one chunk
     std::vector<const uint8_t*>& ptrs = ptrs_lease.vec();
-    int64_t built = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
-      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
-      if (built != chunk) {
-        ptrs.resize((mb1 - mb0) * taps * mr_max);
-        BuildIndirection(s, x, kc, zrow.data(), mr_max, mb0, mb1, ptrs.data());
-        built = chunk;
-      }
-      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
-      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
-        const int64_t n0 = nb * kConvNr;
-        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
-        for (int64_t mb = mb0; mb < mb1; ++mb) {
-          const int64_t p0 = mb * mr_max;
-          const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
-          fn(mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * mr_max,
-             p.weights.data() + nb * p.block_bytes, p.bias.data() + n0, p.mul.data() + n0,
-             p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-             summand ? summand + p0 * oc + n0 : nullptr, p.ep);
-        }
-      }
-    }
+    auto build_chunk = [&](int64_t mb0, int64_t mb1) {
+      ptrs.resize((mb1 - mb0) * taps * mr_max);
+      BuildIndirection(s, x, kc, zrow.data(), mr_max, mb0, mb1, ptrs.data());
+    };
+    auto block = [&](int64_t mb, int64_t nb, int64_t mb0) {
+      const int64_t n0 = nb * kConvNr, p0 = mb * mr_max;
+      const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+      const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
+      fn(mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * mr_max,
+         p.weights.data() + nb * p.block_bytes, p.bias.data() + n0, p.mul.data() + n0,
+         p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+         summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+    };
+    g.ForEachBlock(t0, t1, build_chunk, block);
   });
 }
 
@@ -514,72 +533,62 @@ void RunIgemmAvx2S16(const PackedConv& p, const ConvShape& s, const uint8_t* inp
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
   const ConvTaskPlan g((pixels + MR - 1) / MR, nblocks, MR * taps * kc * 2,
                        taps * kc * nblocks * NR * 2);
-  const int64_t mblocks = g.mblocks, mchunk = g.mchunk, ngroups = g.ngroups,
-                per_group = g.per_group;
-  const int64_t cost = mchunk * MR * taps * kc * NR * per_group / 24 + 64;
+  const int64_t cost = g.mchunk * MR * taps * kc * NR * g.per_group / 24 + 64;
   pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
     ScratchLease<const uint16_t*> ptrs_lease;
     // im2col16: the gathered windows of a chunk; pointwise16: the chunk's rows widened to u16
     ScratchLease<uint16_t> rows_lease;
     std::vector<const uint16_t*>& ptrs = ptrs_lease.vec();
     std::vector<uint16_t>& rows = rows_lease.vec();
-    int64_t built = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / ngroups, grp = t % ngroups;
-      const int64_t mb0 = chunk * mchunk, mb1 = std::min(mblocks, mb0 + mchunk);
-      if (built != chunk) {
-        // Indirection rows [mb][tap][MR]; rows past the last pixel repeat it.
-        ptrs.resize((mb1 - mb0) * taps * MR);
-        if (pointwise) {
-          const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
-          rows.resize((r1 - r0) * kc);
-          if (s.stride_h == 1 && s.stride_w == 1) {
-            qu8_widen_u16__avx2(input + r0 * ic, r1 - r0, ic, ic, rows.data(), kc, kc);
-          } else {
-            int64_t n = r0 / (s.oh * s.ow), oy = r0 / s.ow % s.oh, ox = r0 % s.ow;
-            for (int64_t r = r0; r < r1; ++r) {
-              qu8_widen_u16__avx2(
-                  input + ((n * s.h + oy * s.stride_h) * s.w + ox * s.stride_w) * ic, 1, ic, ic,
-                  rows.data() + (r - r0) * kc, kc, kc);
-              if (++ox == s.ow) {
-                ox = 0;
-                if (++oy == s.oh) oy = 0, ++n;
-              }
+    auto build_chunk = [&](int64_t mb0, int64_t mb1) {
+      // Indirection rows [mb][tap][MR]; rows past the last pixel repeat it.
+      ptrs.resize((mb1 - mb0) * taps * MR);
+      if (pointwise) {
+        const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
+        rows.resize((r1 - r0) * kc);
+        if (s.stride_h == 1 && s.stride_w == 1) {
+          qu8_widen_u16__avx2(input + r0 * ic, r1 - r0, ic, ic, rows.data(), kc, kc);
+        } else {
+          int64_t n = r0 / (s.oh * s.ow), oy = r0 / s.ow % s.oh, ox = r0 % s.ow;
+          for (int64_t r = r0; r < r1; ++r) {
+            qu8_widen_u16__avx2(
+                input + ((n * s.h + oy * s.stride_h) * s.w + ox * s.stride_w) * ic, 1, ic, ic,
+                rows.data() + (r - r0) * kc, kc, kc);
+            if (++ox == s.ow) {
+              ox = 0;
+              if (++oy == s.oh) oy = 0, ++n;
             }
           }
-          for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
-            ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
-          }
-        } else if (im2col) {
-          const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
-          rows.resize((r1 - r0) * kc + 32);  // + slack for the widening stores
-          const Im2colGeometry geo{s.h,        s.w,        ic,        s.kh,         s.kw,
-                                   s.stride_h, s.stride_w, s.dil_h,   s.dil_w,      s.pad_top,
-                                   s.pad_left, s.oh,       s.ow,      in_px * ic};
-          qu8_im2col_u16__avx2(input, geo, zp, r0, r1 - r0, rows.data(), kc);
-          for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
-            ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
-          }
         }
-        if (!im2col && !pointwise) {
-          BuildIndirection<uint16_t>(s, x16, kc, zrow, MR, mb0, mb1, ptrs.data());
+        for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
+          ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
         }
-        built = chunk;
+      } else if (im2col) {
+        const int64_t r0 = mb0 * MR, r1 = std::min(mb1 * MR, pixels);  // real rows
+        rows.resize((r1 - r0) * kc + 32);  // + slack for the widening stores
+        const Im2colGeometry geo{s.h,        s.w,        ic,        s.kh,         s.kw,
+                                 s.stride_h, s.stride_w, s.dil_h,   s.dil_w,      s.pad_top,
+                                 s.pad_left, s.oh,       s.ow,      in_px * ic};
+        qu8_im2col_u16__avx2(input, geo, zp, r0, r1 - r0, rows.data(), kc);
+        for (int64_t r = 0; r < (mb1 - mb0) * MR; ++r) {
+          ptrs[r] = rows.data() + std::min(r, r1 - r0 - 1) * kc;  // past the end: the last
+        }
       }
-      const int64_t nb_begin = grp * per_group, nb_end = std::min(nblocks, nb_begin + per_group);
-      auto block = [&](int64_t mb, int64_t nb) {
-        const int64_t n0 = nb * NR, p0 = mb * MR;
-        const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
-        const size_t mr = static_cast<size_t>(std::min<int64_t>(MR, pixels - p0));
-        qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
-            mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * MR,
-            p.weights_s16.data() + nb * p.block16, p.bias.data() + n0, p.mul.data() + n0,
-            p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-            summand ? summand + p0 * oc + n0 : nullptr, p.ep);
-      };
-      for (int64_t nb = nb_begin; nb < nb_end; ++nb)
-        for (int64_t mb = mb0; mb < mb1; ++mb) block(mb, nb);
-    }
+      if (!im2col && !pointwise) {
+        BuildIndirection<uint16_t>(s, x16, kc, zrow, MR, mb0, mb1, ptrs.data());
+      }
+    };
+    auto block = [&](int64_t mb, int64_t nb, int64_t mb0) {
+      const int64_t n0 = nb * NR, p0 = mb * MR;
+      const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
+      const size_t mr = static_cast<size_t>(std::min<int64_t>(MR, pixels - p0));
+      qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
+          mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * MR,
+          p.weights_s16.data() + nb * p.block16, p.bias.data() + n0, p.mul.data() + n0,
+          p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+          summand ? summand + p0 * oc + n0 : nullptr, p.ep);
+    };
+    g.ForEachBlock(t0, t1, build_chunk, block);
   });
 }
 
@@ -610,44 +619,41 @@ void RunWinogradAvx2(const PackedConv& p, const ConvShape& s, const uint8_t* inp
     ScratchLease<int16_t> v_lease;         // [ξ][tile][kc] transformed inputs of one chunk
     ScratchLease<int32_t> m_lease;         // [ξ][tile][NR] GEMM results of one channel block
     ScratchLease<const uint16_t*> ptrs_lease;  // [ξ][tile] rows of v for the kernel
-    int64_t built = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
-      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
+    auto build_chunk = [&](int64_t mb0, int64_t mb1) {
       const int64_t tile0 = mb0 * MR, count = std::min(mb1 * MR, tiles) - tile0;
       const int64_t cap = (mb1 - mb0) * MR;  // rows per ξ, a whole number of kernel blocks
-      if (built != chunk) {
-        v_lease.Reserve(static_cast<size_t>(16 * cap * kc));
-        qu8_winograd_f2x3_input__avx2(input, geo, zp, tile0, count, v_lease.data(), cap * kc);
-        std::vector<const uint16_t*>& ptrs = ptrs_lease.vec();
-        ptrs.resize(16 * cap);
-        const uint16_t* v = reinterpret_cast<const uint16_t*>(v_lease.data());
-        for (int64_t xi = 0; xi < 16; ++xi)
-          for (int64_t r = 0; r < cap; ++r)  // past the last tile: repeat it
-            ptrs[xi * cap + r] = v + xi * cap * kc + std::min(r, count - 1) * kc;
-        built = chunk;
-      }
-      m_lease.Reserve(static_cast<size_t>(16 * cap * NR));
+      v_lease.Reserve(static_cast<size_t>(16 * cap * kc));
+      qu8_winograd_f2x3_input__avx2(input, geo, zp, tile0, count, v_lease.data(), cap * kc);
+      std::vector<const uint16_t*>& ptrs = ptrs_lease.vec();
+      ptrs.resize(16 * cap);
+      const uint16_t* v = reinterpret_cast<const uint16_t*>(v_lease.data());
+      for (int64_t xi = 0; xi < 16; ++xi)
+        for (int64_t r = 0; r < cap; ++r)  // past the last tile: repeat it
+          ptrs[xi * cap + r] = v + xi * cap * kc + std::min(r, count - 1) * kc;
+      m_lease.Reserve(static_cast<size_t>(16 * cap * NR));  // cap changes only with the chunk
+    };
+    // Per channel block: 16 GEMMs over the chunk's tiles, then the output transform.
+    auto channel_block = [&](int64_t nb, int64_t mb0, int64_t mb1) {
+      const int64_t tile0 = mb0 * MR, count = std::min(mb1 * MR, tiles) - tile0;
+      const int64_t cap = (mb1 - mb0) * MR;
       int32_t* m = m_lease.data();
-      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
-      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
-        const int64_t n0 = nb * NR;
-        const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
-        for (int64_t xi = 0; xi < 16; ++xi) {
-          const int16_t* w = p.weights_wino.data() + (nb * 16 + xi) * p.block16;
-          for (int64_t r0 = 0; r0 < count; r0 += MR) {
-            qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
-                static_cast<size_t>(std::min<int64_t>(MR, count - r0)), nc, kc, 1,
-                ptrs_lease.data() + xi * cap + r0, w, kZeroBias, p.mul.data() + n0,
-                p.badd.data() + n0, m + (xi * cap + r0) * NR, NR, nullptr, raw);
-          }
+      const int64_t n0 = nb * NR;
+      const size_t nc = static_cast<size_t>(std::min<int64_t>(NR, oc - n0));
+      for (int64_t xi = 0; xi < 16; ++xi) {
+        const int16_t* w = p.weights_wino.data() + (nb * 16 + xi) * p.block16;
+        for (int64_t r0 = 0; r0 < count; r0 += MR) {
+          qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(
+              static_cast<size_t>(std::min<int64_t>(MR, count - r0)), nc, kc, 1,
+              ptrs_lease.data() + xi * cap + r0, w, kZeroBias, p.mul.data() + n0,
+              p.badd.data() + n0, m + (xi * cap + r0) * NR, NR, nullptr, raw);
         }
-        qu8_winograd_f2x3_output__avx2(m, cap * NR, geo, tile0, count, nc, p.bias.data() + n0,
-                                       p.mul.data() + n0, p.badd.data() + n0,
-                                       summand ? summand + n0 : nullptr,
-                                       static_cast<char*>(output) + n0 * es, oc, p.ep);
       }
-    }
+      qu8_winograd_f2x3_output__avx2(m, cap * NR, geo, tile0, count, nc, p.bias.data() + n0,
+                                     p.mul.data() + n0, p.badd.data() + n0,
+                                     summand ? summand + n0 : nullptr,
+                                     static_cast<char*>(output) + n0 * es, oc, p.ep);
+    };
+    g.ForEachChannelBlock(t0, t1, build_chunk, channel_block);
   });
 }
 
@@ -669,59 +675,42 @@ void RunAmx(const PackedConv& p, const ConvShape& s, const uint8_t* input,
     std::vector<uint8_t>& rows = rows_lease.vec();
     std::vector<int32_t>& acc = acc_lease.vec();
     qu8_amx_tile_begin();
-    int64_t built = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / g.ngroups, grp = t % g.ngroups;
-      const int64_t mb0 = chunk * g.mchunk, mb1 = std::min(g.mblocks, mb0 + g.mchunk);
-      // A rows of pixel block mb: the input itself (direct, whole blocks) or gathered rows.
-      auto a_rows = [&](int64_t mb, size_t* stride) -> const uint8_t* {
-        if (direct && (mb + 1) * MB <= pixels) {
-          *stride = static_cast<size_t>(ic);
-          return input + mb * MB * ic;
-        }
-        *stride = static_cast<size_t>(K);
-        return rows.data() + (mb - mb0) * MB * K;
-      };
-      if (built != chunk) {
-        const int64_t p_end = std::min(mb1 * MB, pixels);
-        if (!direct || p_end % MB != 0) rows.resize((mb1 - mb0) * MB * K);
-        for (int64_t px = mb0 * MB; px < p_end; ++px) {
-          if (direct && px / MB * MB + MB <= pixels) continue;  // read in place
-          uint8_t* r = rows.data() + (px - mb0 * MB) * K;
-          const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
-              uint8_t* dst = r + (i * s.kw + j) * ic;
-              if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
-                std::memcpy(dst, input + ((n * s.h + iy) * s.w + ix) * ic, ic);
-              } else {
-                std::memset(dst, zp, ic);  // padding reads the input zero point
-              }
+    auto build_chunk = [&](int64_t mb0, int64_t mb1) {
+      const int64_t p_end = std::min(mb1 * MB, pixels);
+      if (!direct || p_end % MB != 0) rows.resize((mb1 - mb0) * MB * K);
+      for (int64_t px = mb0 * MB; px < p_end; ++px) {
+        if (direct && px / MB * MB + MB <= pixels) continue;  // read in place
+        uint8_t* r = rows.data() + (px - mb0 * MB) * K;
+        const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+            uint8_t* dst = r + (i * s.kw + j) * ic;
+            if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) {
+              std::memcpy(dst, input + ((n * s.h + iy) * s.w + ix) * ic, ic);
+            } else {
+              std::memset(dst, zp, ic);  // padding reads the input zero point
             }
           }
-          std::memset(r + taps * ic, 0, K - taps * ic);  // zero weights there anyway
         }
-        built = chunk;
+        std::memset(r + taps * ic, 0, K - taps * ic);  // zero weights there anyway
       }
-      const int64_t nb_begin = grp * g.per_group, nb_end = std::min(nblocks, nb_begin + g.per_group);
-      for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
-        const int64_t n0 = nb * kConvNr;
-        const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
-        for (int64_t mb = mb0; mb < mb1; ++mb) {
-          const int64_t p0 = mb * MB;
-          const size_t mr = static_cast<size_t>(std::min<int64_t>(MB, pixels - p0));
-          size_t a_stride = 0;
-          const uint8_t* a = a_rows(mb, &a_stride);
-          qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(
-              mr, nc, K, a, a_stride, p.weights.data() + nb * p.block_bytes,
-              p.bias.data() + n0, p.mul.data() + n0, p.badd.data() + n0,
-              static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
-              summand ? summand + p0 * oc + n0 : nullptr, p.ep, acc.data());
-        }
-      }
-    }
+    };
+    auto block = [&](int64_t mb, int64_t nb, int64_t mb0) {
+      const int64_t n0 = nb * kConvNr, p0 = mb * MB;
+      const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+      const size_t mr = static_cast<size_t>(std::min<int64_t>(MB, pixels - p0));
+      // A rows of pixel block mb: the input itself (direct, whole blocks) or gathered rows.
+      const bool in_place = direct && p0 + MB <= pixels;
+      const uint8_t* a = in_place ? input + p0 * ic : rows.data() + (mb - mb0) * MB * K;
+      qu8_gemm_minmax_fp32_ukernel_32x32c4__amx(
+          mr, nc, K, a, static_cast<size_t>(in_place ? ic : K),
+          p.weights.data() + nb * p.block_bytes, p.bias.data() + n0, p.mul.data() + n0,
+          p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
+          summand ? summand + p0 * oc + n0 : nullptr, p.ep, acc.data());
+    };
+    g.ForEachBlock(t0, t1, build_chunk, block);
     qu8_amx_tile_end();
   });
 }
