@@ -190,8 +190,8 @@ class QuantizedModel(GraphModel):
                 row["weight_scale_range"] = list(r.weight_scale_range)
             rows.append(row)
         fp32_ops = {}
-        int8_ops = {"Tfq8Conv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul", "Tfq8Add",
-                    "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
+        int8_ops = {"Tfq8Conv2D", "Tfq8GroupedConv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul",
+                    "Tfq8Add", "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
                     "Tfq8ChannelMul", "Tfq8LayerNorm"}
         on_uint8 = {}
         u8 = tf.uint8.as_datatype_enum

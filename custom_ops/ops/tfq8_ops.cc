@@ -63,7 +63,7 @@ Status WindowedDim(InferenceContext* c, DimensionHandle in, int64_t k, int64_t s
 }
 
 // Conv2D / DepthwiseConv2D: input NHWC, filter [KH, KW, IC, OC] or [KH, KW, C, M].
-Status ConvShape(InferenceContext* c, bool depthwise) {
+Status ConvShape(InferenceContext* c, bool depthwise, bool grouped = false) {
   ShapeHandle input, filter;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &input));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &filter));
@@ -72,7 +72,15 @@ Status ConvShape(InferenceContext* c, bool depthwise) {
   TF_RETURN_IF_ERROR(GetPair(c, "dilations", dilations));
   TF_RETURN_IF_ERROR(GetPads(c, pads));
   DimensionHandle channels;
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(input, 3), c->Dim(filter, 2), &channels));
+  if (grouped) {  // filter [KH, KW, IC / groups, OC]
+    int64_t groups;
+    TF_RETURN_IF_ERROR(c->GetAttr("groups", &groups));
+    DimensionHandle group_channels;
+    TF_RETURN_IF_ERROR(c->Multiply(c->Dim(filter, 2), groups, &group_channels));
+    TF_RETURN_IF_ERROR(c->Merge(c->Dim(input, 3), group_channels, &channels));
+  } else {
+    TF_RETURN_IF_ERROR(c->Merge(c->Dim(input, 3), c->Dim(filter, 2), &channels));
+  }
   DimensionHandle oh, ow, oc;
   if (!c->ValueKnown(c->Dim(filter, 0)) || !c->ValueKnown(c->Dim(filter, 1))) {
     oh = c->UnknownDim();
@@ -307,6 +315,28 @@ REGISTER_OP("Tfq8Conv2D")
     .TFQ8_EPILOGUE_ATTRS
     .SetShapeFn([](InferenceContext* c) { return ConvShape(c, /*depthwise=*/false); })
     .Doc(std::string("INT8 2-D convolution, filter [KH, KW, IC, OC], with a fused epilogue.\n") +
+         kEpilogueDoc);
+
+REGISTER_OP("Tfq8GroupedConv2D")
+    .Input("input: uint8")
+    .Input("filter: int8")
+    .Input("bias: Tbias")
+    .Input("filter_scale: float")
+    .Input("summand: num_summand * uint8")
+    .Output("output: out_type")
+    .Attr("groups: int >= 2")
+    .Attr("strides: list(int) = [1, 1]")
+    .Attr("dilations: list(int) = [1, 1]")
+    .Attr("explicit_paddings: list(int) = [0, 0, 0, 0]")
+    .TFQ8_EPILOGUE_ATTRS
+    .SetShapeFn([](InferenceContext* c) {
+      return ConvShape(c, /*depthwise=*/false, /*grouped=*/true);
+    })
+    .Doc(std::string("INT8 grouped 2-D convolution (Keras Conv2D(groups=g)), filter [KH, KW, "
+                     "IC / groups, OC]: output channel o reads input channels [k·IC/groups, "
+                     "(k+1)·IC/groups), k = o / (OC/groups); each group is a Tfq8Conv2D of its "
+                     "own, bit for bit. CPU only (TensorFlow places it on the CPU). Fused "
+                     "epilogue.\n") +
          kEpilogueDoc);
 
 REGISTER_OP("Tfq8DepthwiseConv2D")

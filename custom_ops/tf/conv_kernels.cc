@@ -1,7 +1,10 @@
-// CPU kernels of Tfq8Conv2D and Tfq8MatMul (a 1×1 convolution over N "pixels"): read and
-// validate attrs/tensors, pack the weights once per ISA (cached, thread-safe), call Conv2DRun.
+// CPU kernels of Tfq8Conv2D, Tfq8GroupedConv2D and Tfq8MatMul (a 1×1 convolution over N
+// "pixels"): read and validate attrs/tensors, pack the weights once per ISA (cached,
+// thread-safe), call Conv2DRun — once per group for a grouped conv.
+#include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,13 +37,14 @@ static_assert(static_cast<int>(ConvActivation::kClip) ==
               "CopyEpilogueAttrs casts the enums");
 
 struct CacheEntry {
-  std::shared_ptr<const PackedConv> packed;
+  std::vector<std::shared_ptr<const PackedConv>> packed;  // one per group
   Tensor filter, bias, filter_scale;
 };
 
 class QConvOpBase : public OpKernel {
  public:
-  explicit QConvOpBase(OpKernelConstruction* ctx, bool matmul) : OpKernel(ctx), matmul_(matmul) {
+  explicit QConvOpBase(OpKernelConstruction* ctx, bool matmul, bool grouped = false)
+      : OpKernel(ctx), matmul_(matmul) {
     EpilogueAttrs ep;
     OP_REQUIRES_OK(ctx, ReadEpilogueAttrs(ctx, &ep));
     CopyEpilogueAttrs(ep, &attrs_);
@@ -49,10 +53,11 @@ class QConvOpBase : public OpKernel {
       OP_REQUIRES_OK(ctx, ReadWindowAttrs(ctx, &w));
       CopyWindowAttrs(w, &geo_);
     }
+    if (grouped) OP_REQUIRES_OK(ctx, ctx->GetAttr("groups", &groups_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const char* op = matmul_ ? "Tfq8MatMul" : "Tfq8Conv2D";
+    const char* op = matmul_ ? "Tfq8MatMul" : groups_ > 1 ? "Tfq8GroupedConv2D" : "Tfq8Conv2D";
     Isa isa;
     if (!GetIsa(ctx, &isa)) return;
     const Tensor& input = ctx->input(0);
@@ -87,9 +92,16 @@ class QConvOpBase : public OpKernel {
       s.kh = filter.dim_size(0);
       s.kw = filter.dim_size(1);
       s.oc = filter.dim_size(3);
-      OP_REQUIRES(ctx, filter.dim_size(2) == s.ic,
-                  errors::InvalidArgument(op, ": filter has ", filter.dim_size(2),
-                                          " input channels but input has ", s.ic));
+      OP_REQUIRES(ctx, filter.dim_size(2) * groups_ == s.ic,
+                  errors::InvalidArgument(op, " ", name(), ": filter has ", filter.dim_size(2),
+                                          " input channels", groups_ > 1 ? " per group (" : "",
+                                          groups_ > 1 ? std::to_string(groups_) : "",
+                                          groups_ > 1 ? " groups)" : "", " but input has ",
+                                          s.ic));
+      OP_REQUIRES(ctx, s.oc % groups_ == 0,
+                  errors::InvalidArgument(op, " ", name(), ": ", s.oc,
+                                          " output channels do not divide into ", groups_,
+                                          " groups"));
       OP_REQUIRES(ctx, s.kh > 0 && s.kw > 0,
                   errors::InvalidArgument(op, ": filter window must be non-empty, got shape ",
                                           filter.shape().DebugString()));
@@ -119,22 +131,70 @@ class QConvOpBase : public OpKernel {
                                           sm.shape().DebugString()));
       summand = sm.flat<uint8_t>().data();
     }
-    std::shared_ptr<const PackedConv> packed;
-    OP_REQUIRES_OK(ctx, GetPacked(ctx, isa, s, filter, bias, fscale, &packed));
+    ConvShape sg = s;  // one group's conv
+    sg.ic = s.ic / groups_;
+    sg.oc = s.oc / groups_;
+    std::vector<std::shared_ptr<const PackedConv>> packed;
+    OP_REQUIRES_OK(ctx, GetPacked(ctx, isa, sg, filter, bias, fscale, &packed));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, out_shape, &out));
     if (out->NumElements() == 0) return;
-    Conv2DRun(*packed, s, input.flat<uint8_t>().data(), summand, out->data(), TfParallelFor(ctx));
+    if (groups_ == 1) {
+      Conv2DRun(*packed[0], s, input.flat<uint8_t>().data(), summand, out->data(),
+                TfParallelFor(ctx));
+      return;
+    }
+    RunGroups(ctx, packed, s, sg, input.flat<uint8_t>().data(), summand,
+              static_cast<char*>(out->data()));
   }
 
  private:
-  Status GetPacked(OpKernelContext* ctx, Isa isa, const ConvShape& s, const Tensor& filter,
+  // Each group gathers its input (and summand) channels into contiguous buffers, runs as an
+  // ordinary conv and scatters its output channels: inside one op, instead of a Slice, a conv
+  // and a Concat per group in the graph (RegNet-style group width 8 had ~800 such small ops).
+  // Many groups: the groups are the parallel tasks, each conv serial; few: one after another,
+  // each conv parallel.
+  void RunGroups(OpKernelContext* ctx, const std::vector<std::shared_ptr<const PackedConv>>& packed,
+                 const ConvShape& s, const ConvShape& sg, const uint8_t* input,
+                 const uint8_t* summand, char* output) {
+    const int64_t in_px = s.n * s.h * s.w, out_px = s.pixels();
+    const int64_t es = attrs_.out_type == QOutType::kU8 ? 1 : 4;
+    const int64_t threads =
+        ctx->device()->tensorflow_cpu_worker_threads()->workers->NumThreads();
+    const bool across_groups = groups_ >= 2 * std::max<int64_t>(1, threads);
+    auto run_group = [&](int64_t g, const ParallelFor& pfor) {
+      std::vector<uint8_t> x(in_px * sg.ic), y(out_px * sg.oc * es), sm;
+      for (int64_t p = 0; p < in_px; ++p) {
+        std::memcpy(&x[p * sg.ic], input + p * s.ic + g * sg.ic, sg.ic);
+      }
+      if (summand != nullptr) {
+        sm.resize(out_px * sg.oc);
+        for (int64_t p = 0; p < out_px; ++p) {
+          std::memcpy(&sm[p * sg.oc], summand + p * s.oc + g * sg.oc, sg.oc);
+        }
+      }
+      Conv2DRun(*packed[g], sg, x.data(), summand ? sm.data() : nullptr, y.data(), pfor);
+      for (int64_t p = 0; p < out_px; ++p) {
+        std::memcpy(output + (p * s.oc + g * sg.oc) * es, &y[p * sg.oc * es], sg.oc * es);
+      }
+    };
+    if (across_groups) {
+      const int64_t cost = out_px * sg.oc * sg.ic * sg.taps() / 16 + in_px * sg.ic + 64;
+      TfParallelFor(ctx)(groups_, cost, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) run_group(g, SerialFor);
+      });
+    } else {
+      for (int64_t g = 0; g < groups_; ++g) run_group(g, TfParallelFor(ctx));
+    }
+  }
+
+  Status GetPacked(OpKernelContext* ctx, Isa isa, const ConvShape& sg, const Tensor& filter,
                    const Tensor& bias, const Tensor& fscale,
-                   std::shared_ptr<const PackedConv>* out) {
+                   std::vector<std::shared_ptr<const PackedConv>>* out) {
     std::lock_guard<std::mutex> lock(mu_);
     // TFQ8_WINOGRAD changes what PackConv builds, so it is part of the key, like the ISA.
     CacheEntry& e = cache_[static_cast<int>(isa) * 2 + (WinogradAllowed() ? 1 : 0)];
-    if (e.packed && e.filter.data() == filter.data() && e.bias.data() == bias.data() &&
+    if (!e.packed.empty() && e.filter.data() == filter.data() && e.bias.data() == bias.data() &&
         e.filter_scale.data() == fscale.data() && e.filter.shape() == filter.shape()) {
       *out = e.packed;
       return ::tensorflow::OkStatus();
@@ -146,22 +206,37 @@ class QConvOpBase : public OpKernel {
                                        fs[i], " at index ", i);
       }
     }
-    ConvEpilogueAttrs a = attrs_;
-    a.filter_scale = fs;
-    a.per_tensor_scale = fscale.NumElements() == 1;
-    if (a.bias_is_int32) {
-      a.bias_s32 = bias.flat<int32_t>().data();
-    } else {
-      a.bias_f32 = bias.flat<float>().data();
+    std::vector<std::shared_ptr<const PackedConv>> packed(groups_);
+    std::vector<int8_t> wg;  // one group's filter [KH, KW, IC/groups, OC/groups]
+    const int8_t* w = filter.flat<int8_t>().data();
+    const int64_t rows = sg.kh * sg.kw * sg.ic, oc_all = sg.oc * groups_;
+    for (int64_t g = 0; g < groups_; ++g) {
+      const int8_t* wp = w;
+      if (groups_ > 1) {
+        wg.resize(rows * sg.oc);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::memcpy(&wg[r * sg.oc], w + r * oc_all + g * sg.oc, sg.oc);
+        }
+        wp = wg.data();
+      }
+      ConvEpilogueAttrs a = attrs_;
+      a.per_tensor_scale = fscale.NumElements() == 1;
+      a.filter_scale = fs + (a.per_tensor_scale ? 0 : g * sg.oc);
+      if (a.bias_is_int32) {
+        a.bias_s32 = bias.flat<int32_t>().data() + g * sg.oc;
+      } else {
+        a.bias_f32 = bias.flat<float>().data() + g * sg.oc;
+      }
+      std::string error;
+      packed[g] = PackConv(isa, sg, wp, a, &error);
+      if (!packed[g]) return errors::InvalidArgument(name(), ": ", error);
     }
-    std::string error;
-    auto packed = PackConv(isa, s, filter.flat<int8_t>().data(), a, &error);
-    if (!packed) return errors::InvalidArgument(name(), ": ", error);
     if (Verbose()) {
-      std::fprintf(stderr, "tfq8: %s %s [%lldx%lldx%lldx%lld]: %s\n", type_string().c_str(),
-                   name().c_str(), static_cast<long long>(s.kh), static_cast<long long>(s.kw),
-                   static_cast<long long>(s.ic), static_cast<long long>(s.oc),
-                   ConvImplName(*packed, s).c_str());
+      std::fprintf(stderr, "tfq8: %s %s [%lldx%lldx%lldx%lld]%s: %s\n", type_string().c_str(),
+                   name().c_str(), static_cast<long long>(sg.kh), static_cast<long long>(sg.kw),
+                   static_cast<long long>(sg.ic), static_cast<long long>(sg.oc),
+                   groups_ > 1 ? (" x" + std::to_string(groups_) + " groups").c_str() : "",
+                   ConvImplName(*packed[0], sg).c_str());
     }
     e.packed = packed;
     e.filter = filter;
@@ -172,6 +247,7 @@ class QConvOpBase : public OpKernel {
   }
 
   const bool matmul_;
+  int64_t groups_ = 1;
   ConvEpilogueAttrs attrs_;
   ConvShape geo_;
   std::mutex mu_;
@@ -183,12 +259,20 @@ class Conv2DOp : public QConvOpBase {
   explicit Conv2DOp(OpKernelConstruction* ctx) : QConvOpBase(ctx, /*matmul=*/false) {}
 };
 
+class GroupedConv2DOp : public QConvOpBase {
+ public:
+  explicit GroupedConv2DOp(OpKernelConstruction* ctx)
+      : QConvOpBase(ctx, /*matmul=*/false, /*grouped=*/true) {}
+};
+
 class MatMulOp : public QConvOpBase {
  public:
   explicit MatMulOp(OpKernelConstruction* ctx) : QConvOpBase(ctx, /*matmul=*/true) {}
 };
 
 REGISTER_KERNEL_BUILDER(Name("Tfq8Conv2D").Device(::tensorflow::DEVICE_CPU), Conv2DOp);
+REGISTER_KERNEL_BUILDER(Name("Tfq8GroupedConv2D").Device(::tensorflow::DEVICE_CPU),
+                        GroupedConv2DOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8MatMul").Device(::tensorflow::DEVICE_CPU), MatMulOp);
 
 }  // namespace

@@ -322,6 +322,72 @@ def test_bad_inputs_raise(over, message):
         _bad(case, **over)
 
 
+def _grouped_expected(x, w, bias, fs, groups, summand, **kw):
+    """numpy_ref.conv2d per group on its channel slices, concatenated (the op's definition)."""
+    icg, ocg = w.shape[2], w.shape[3] // groups
+    parts = []
+    for g in range(groups):
+        o = slice(g * ocg, (g + 1) * ocg)
+        parts.append(ref.conv2d(
+            x[..., g * icg:(g + 1) * icg], w[..., o], bias[o], fs if fs.size == 1 else fs[o],
+            summand=None if summand is None else summand[..., o], **kw))
+    return np.concatenate(parts, -1)
+
+
+# (groups, n, h, w, ic, oc, k, stride, pads): 2 and 3 groups run one after another with
+# parallel convs; 8 and 46 (RegNet's group width 8) run the groups as the parallel tasks.
+GROUPED = [(2, 1, 9, 8, 16, 32, 3, 1, (1, 1, 1, 1)), (3, 2, 7, 7, 12, 9, 3, 2, (0, 1, 0, 1)),
+           (8, 1, 10, 9, 64, 64, 3, 1, (1, 1, 1, 1)), (46, 1, 6, 6, 368, 368, 3, 1, (1, 1, 1, 1)),
+           (4, 2, 5, 5, 32, 16, 1, 1, (0, 0, 0, 0))]
+
+
+@pytest.mark.parametrize("groups,n,h,w,ic,oc,k,stride,pads", GROUPED)
+def test_grouped_conv_every_path(groups, n, h, w, ic, oc, k, stride, pads):
+    """Tfq8GroupedConv2D equals numpy_ref's conv of every group's channel slices, bit for bit,
+    on every path; per-channel and per-tensor scales, with and without a summand, u8 and f32
+    out."""
+    rng = np.random.default_rng(groups * 100 + ic)
+    x = rng.integers(0, 256, (n, h, w, ic), dtype=np.uint8)
+    wt = rng.integers(-127, 128, (k, k, ic // groups, oc), dtype=np.int8)
+    bias = rng.uniform(-1, 1, oc).astype(np.float32)
+    common = dict(input_scale=0.02, input_zero_point=128, strides=(stride, stride),
+                  pads=pads, activation="RELU")
+    for fs, out_type, with_summand in [(rng.uniform(0.001, 0.01, oc).astype(np.float32),
+                                        "uint8", False),
+                                       (np.full([1], 0.004, np.float32), "uint8", True),
+                                       (rng.uniform(0.001, 0.01, oc).astype(np.float32),
+                                        "float32", False)]:
+        oshape = ref.conv2d_acc(x[..., :ic // groups], wt[..., :1], 128, (stride, stride),
+                                (1, 1), pads).shape[:3] + (oc,)
+        summand = rng.integers(0, 256, oshape, dtype=np.uint8) if with_summand else None
+        out = dict(output_scale=0.5, output_zero_point=3) if out_type == "uint8" else {}
+        want = _grouped_expected(x, wt, bias, fs, groups, summand, out_type=out_type,
+                                 summand_scale=0.05, summand_zero_point=128, **common, **out)
+
+        def run():
+            return tfq8.ops.tfq8_grouped_conv2d(
+                x, wt, bias, fs, [] if summand is None else [summand], groups=groups,
+                input_scale=0.02, input_zero_point=128, strides=[stride, stride],
+                explicit_paddings=list(pads), activation="RELU", summand_scale=0.05,
+                summand_zero_point=128, out_type=OUT_TYPES[out_type],
+                output_scale=out.get("output_scale", 1.0),
+                output_zero_point=out.get("output_zero_point", 0)).numpy()
+        assert_all_equal(run_all_isas(run, CONV_PATHS), want, f"groups {groups} {out_type}")
+
+
+def test_grouped_conv_errors_name_the_problem():
+    x = np.zeros((1, 4, 4, 12), np.uint8)
+    w = np.zeros((3, 3, 4, 6), np.int8)
+    kw = dict(input_scale=0.1, explicit_paddings=[1, 1, 1, 1], output_scale=0.1)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="4 input channels"):
+        tfq8.ops.tfq8_grouped_conv2d(x, w, np.zeros(6, np.float32),
+                                     np.ones(1, np.float32), [], groups=2, **kw)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="do not divide into 4 groups"):
+        tfq8.ops.tfq8_grouped_conv2d(np.zeros((1, 4, 4, 16), np.uint8), w,
+                                     np.zeros(6, np.float32), np.ones(1, np.float32), [],
+                                     groups=4, **kw)
+
+
 def test_all_paths_listed():
     # On a machine without AVX512/AMX those paths are skipped by isa_util; say so in the log.
     assert "ref" in AVAILABLE_ISAS

@@ -4,7 +4,7 @@ Keras 3 wraps them in a ``jit_compile`` function that Grappler would not inline;
 must still freeze them. One-channel groups become TF depthwise convs (FP32 values unchanged:
 the same products summed per output), wider groups stay grouped Conv2Ds that TF's run-time
 remapper must not be able to fuse (its _FusedConv2D has no groups on CPU), and the quantizer
-runs them as one INT8 conv per group — bit-exact with the numpy reference per group.
+runs each as one Tfq8GroupedConv2D — bit-exact with the numpy reference per group.
 """
 import keras
 import numpy as np
@@ -78,28 +78,48 @@ def test_grouped_convs_run_as_int8_convs_per_group_bit_exactly():
     rep = q.report()
     assert all(r["int8"] for r in rep["layers"]), [r for r in rep["layers"] if not r["int8"]]
     assert "Conv2D" not in rep["fp32_ops"] and "DepthwiseConv2dNative" not in rep["fp32_ops"]
-    nodes = {n.name: n for n in q.graph_def.node}
-    concats = [n for n in q.graph_def.node if n.op == "ConcatV2"]
-    assert sorted(n.attr["N"].i for n in concats) == [2, 4], [n.name for n in concats]
     ops = [n.op for n in q.graph_def.node]
-    assert ops.count("Tfq8DepthwiseConv2D") == 2 and ops.count("Tfq8Conv2D") == 1 + 4 + 2 + 1
+    assert ops.count("Tfq8DepthwiseConv2D") == 2 and ops.count("Tfq8Conv2D") == 2, ops
+    grouped = [n for n in q.graph_def.node if n.op == "Tfq8GroupedConv2D"]
+    assert sorted(n.attr["groups"].i for n in grouped) == [2, 4]
+    assert "Slice" not in ops and "ConcatV2" not in ops, ops
 
+    # Each grouped op equals numpy_ref's conv of every group's channel slice with that group's
+    # filter columns, bias and scales, concatenated — bit for bit.
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor)
+              for n in q.graph_def.node if n.op == "Const"}
     (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
-    for cat in concats:
-        parts = [nodes[i] for i in cat.input[:-1]]
-        x_name = nodes[parts[0].input[0]].input[0]
-        got, xq = _run(q.graph_def, {feed: x[16:]}, [cat.name + ":0", x_name + ":0"])
+    for nd in grouped:
+        got, xq = _run(q.graph_def, {feed: x[16:]}, [nd.name + ":0", nd.input[0] + ":0"])
         assert got.dtype == np.uint8 and xq.dtype == np.uint8
-        cin = xq.shape[-1] // len(parts)
-        assert all(nodes[p.input[1]].attr["value"].tensor.tensor_shape.dim[2].size == cin
-                   for p in parts)
-        want = [conv_reference(q.graph_def, part, xq[..., k * cin:(k + 1) * cin])
-                for k, part in enumerate(parts)]
-        np.testing.assert_array_equal(got, np.concatenate(want, -1), err_msg=cat.name)
+        w, b, s = (consts[nd.input[i]] for i in (1, 2, 3))
+        g = nd.attr["groups"].i
+        cin, cout = w.shape[2], w.shape[3] // g
+        assert xq.shape[-1] == g * cin
+        want = []
+        for k in range(g):
+            o = slice(k * cout, (k + 1) * cout)
+            part = _with_consts(nd, w[..., o], b[o], s if s.size == 1 else s[o])
+            want.append(conv_reference(part, part.node[-1], xq[..., k * cin:(k + 1) * cin]))
+        np.testing.assert_array_equal(got, np.concatenate(want, -1), err_msg=nd.name)
 
     cos = cosine_rows(model(x[16:]).numpy(), q(x[16:]).numpy())
     # six INT8 layers on a small random model: ~1e-3 relative noise per layer
     assert cos.min() >= 0.995, cos
+
+
+def _with_consts(nd, w, b, s):
+    """A GraphDef of the filter, bias and scale consts plus a copy of nd reading them, for
+    conv_reference (which reads a node's attributes and constant inputs)."""
+    gd = tf.compat.v1.GraphDef()
+    for name, value in (("w", w), ("b", b), ("s", s)):
+        c = gd.node.add()
+        c.name, c.op = name, "Const"
+        c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    part = gd.node.add()
+    part.CopyFrom(nd)
+    part.input[1:4] = ["w", "b", "s"]
+    return gd
 
 
 def test_grouped_convs_kept_fp32_still_run_and_are_reported():

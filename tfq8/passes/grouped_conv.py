@@ -13,7 +13,7 @@ summation per output, so the FP32 result is unchanged (tests compare within floa
 Every later pass and the INT8 depthwise kernels then apply to it.
 
 Grouped convs with I > 1 (ResNeXt, RegNet) stay grouped Conv2Ds, noted here: the quantizer
-runs them as one INT8 conv per group on channel slices, concatenated. fold_batchnorm gives them
+runs each as one Tfq8GroupedConv2D (an INT8 conv per group). fold_batchnorm gives them
 an AddV2 bias, not a BiasAdd, and fuse_activations leaves them alone: TF 2.21's CPU fused conv
 (``_FusedConv2D``, which its own Grappler remapper also forms from Conv2D → BiasAdd [→ Relu] at
 run time) raises "does not support grouped convolutions". Also refused, with a note: unknown input channels, non-NHWC or non-float32 convs, non-constant filters, unequal

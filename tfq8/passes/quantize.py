@@ -5,6 +5,7 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
 
     [Pad(0) →] Conv2D|_FusedConv2D [→ BiasAdd] [→ Relu|Relu6]             ⇒ Tfq8Conv2D
     [Pad(0) →] DepthwiseConv2dNative [→ BiasAdd] [→ Relu|Relu6]            ⇒ Tfq8DepthwiseConv2D
+    grouped Conv2D (filter channels × g = input channels)                  ⇒ Tfq8GroupedConv2D
     MatMul|_FusedMatMul [→ BiasAdd] [→ Relu|Relu6]                         ⇒ Tfq8MatMul
     conv (no activation, sole consumer is the add) → AddV2(·, skip) [→ Relu|Relu6]
                                                        ⇒ Tfq8Conv2D(summand=skip)   (residual add)
@@ -1041,45 +1042,6 @@ class QuantizePlan:
                                                                        dtype=dtype))
         return name
 
-    def _split_groups(self, nd, out, groups, wq, bias, scales):
-        """Turns the Tfq8Conv2D ``nd`` of a grouped conv into ``groups`` Tfq8Conv2Ds, each on
-        its slice of the input channels (a stock uint8 Slice), and ``nd`` itself into the
-        ConcatV2 of their outputs: tfq8's INT8 conv has no groups. Every part has the same
-        input and output qparams, so the result equals one grouped op's, value for value."""
-        cin, o = wq.shape[2], wq.shape[3] // groups
-        bias = np.broadcast_to(np.asarray(bias, np.float32).reshape(-1), (wq.shape[3],))
-        scales = np.asarray(scales, np.float32).reshape(-1)
-        x, base = nd.input[0], nd.name
-        size = self._const(out, f"{base}/group_size", [-1, -1, -1, cin], tf.int32)
-        parts = []
-        for k in range(groups):
-            sl = out.node.add()
-            sl.name, sl.op = f"{base}/group_{k}/input", "Slice"
-            sl.input.extend([x, self._const(out, f"{base}/group_{k}/begin",
-                                             [0, 0, 0, k * cin], tf.int32), size])
-            sl.attr["T"].type = tf.uint8.as_datatype_enum
-            sl.attr["Index"].type = tf.int32.as_datatype_enum
-            part = out.node.add()
-            part.CopyFrom(nd)
-            part.name = f"{base}/group_{k}"
-            cols = slice(k * o, (k + 1) * o)
-            del part.input[:]
-            part.input.extend([
-                sl.name,
-                self._const(out, f"{part.name}/filter", wq[..., cols], tf.int8),
-                self._const(out, f"{part.name}/bias", bias[cols], tf.float32),
-                self._const(out, f"{part.name}/filter_scale",
-                            scales if scales.size == 1 else scales[cols], tf.float32)])
-            parts.append(part.name)
-        out_type = nd.attr["out_type"].type
-        nd.op = "ConcatV2"
-        nd.ClearField("attr")
-        del nd.input[:]
-        nd.input.extend(parts + [self._const(out, f"{base}/group_axis", 3, tf.int32)])
-        nd.attr["N"].i = groups
-        nd.attr["T"].type = out_type
-        nd.attr["Tidx"].type = tf.int32.as_datatype_enum
-
     def int8_weights(self, grp):
         """(int8 weights in the graph's layout, f32 scales) of a conv/depthwise/matmul group:
         round-to-nearest at max|w| / 127, unless calibration chose the int8 values
@@ -1166,7 +1128,9 @@ class QuantizePlan:
                 a["dilations"].list.i.extend(grp.attrs["dilations"])
                 a["explicit_paddings"].list.i.extend(grp.attrs["pads"])
             if "groups" in grp.attrs:
-                self._split_groups(nd, out, grp.attrs["groups"], wq, grp.attrs["bias"], scales)
+                # One op for all groups; each group is a Tfq8Conv2D of its own, bit for bit.
+                nd.op = "Tfq8GroupedConv2D"
+                a["groups"].i = grp.attrs["groups"]
         elif grp.kind in ("maxpool", "avgpool"):
             nd.op = "Tfq8MaxPool" if grp.kind == "maxpool" else "Tfq8AvgPool"
             nd.input.append(ins_q[0])
