@@ -335,8 +335,10 @@ def _grouped_expected(x, w, bias, fs, groups, summand, **kw):
 
 
 # (groups, n, h, w, ic, oc, k, stride, pads): 2 and 3 groups run one after another with
-# parallel convs; 8 and 46 (RegNet's group width 8) run the groups as the parallel tasks.
+# parallel convs; 8 and 46 (RegNet's group width 8) run the groups as the parallel tasks;
+# 16 channels per group, 3×3 stride 1, is Winograd on avx2.
 GROUPED = [(2, 1, 9, 8, 16, 32, 3, 1, (1, 1, 1, 1)), (3, 2, 7, 7, 12, 9, 3, 2, (0, 1, 0, 1)),
+           (2, 1, 8, 7, 32, 48, 3, 1, (1, 1, 1, 1)),
            (8, 1, 10, 9, 64, 64, 3, 1, (1, 1, 1, 1)), (46, 1, 6, 6, 368, 368, 3, 1, (1, 1, 1, 1)),
            (4, 2, 5, 5, 32, 16, 1, 1, (0, 0, 0, 0))]
 
