@@ -40,6 +40,23 @@ void MapU8(OpKernelContext* ctx, const Tensor& in, Fn fn) {
   ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) { fn(n, x + b, y + b); });
 }
 
+// Runs quantize(begin, count) → "saw a NaN" over chunks of `in`. INT8 has no NaN: with
+// check_nan the op fails, naming itself, since the FP32 model would have answered NaN.
+template <typename Fn>
+void QuantizeChunks(OpKernelContext* ctx, const Tensor& in, bool check_nan, const char* op,
+                    Fn quantize) {
+  std::atomic<bool> nan{false};
+  ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) {
+    if (quantize(b, n)) nan.store(true, std::memory_order_relaxed);
+  });
+  OP_REQUIRES(ctx, !check_nan || !nan.load(),
+              ::tensorflow::errors::InvalidArgument(
+                  ctx->op_kernel().name(), " (", op, "): input ", in.shape().DebugString(),
+                  " contains NaN; INT8 has no NaN, and the FP32 model would have produced NaN "
+                  "too. Check the data fed to the model (or what produces this tensor), or set "
+                  "check_nan=false to map NaN to the lowest code."));
+}
+
 class QuantizeOp : public OpKernel {
  public:
   explicit QuantizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -62,16 +79,8 @@ class QuantizeOp : public OpKernel {
     const float* x = in.flat<float>().data();
     uint8_t* y = out->flat<uint8_t>().data();
     const QuantizeFn fn = GetQuantizeKernel(isa);
-    std::atomic<bool> nan{false};
-    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) {
-      if (fn(n, x + b, y + b, params_)) nan.store(true, std::memory_order_relaxed);
-    });
-    OP_REQUIRES(ctx, !check_nan_ || !nan.load(),
-                ::tensorflow::errors::InvalidArgument(name(), " (Tfq8Quantize): input ", in.shape().DebugString(),
-                                " contains NaN; INT8 has no NaN, and the FP32 model would have "
-                                "produced NaN too. Check the data fed to the model (or what "
-                                "produces this tensor), or set check_nan=false to map NaN to "
-                                "the lowest code."));
+    QuantizeChunks(ctx, in, check_nan_, "Tfq8Quantize",
+                   [&](int64_t b, int64_t n) { return fn(n, x + b, y + b, params_); });
   }
 
  private:
@@ -121,16 +130,9 @@ class QuantizeChannelsOp : public OpKernel {
     const float* x = in.flat<float>().data();
     uint8_t* y = out->flat<uint8_t>().data();
     const QuantizeChannelsFn fn = GetQuantizeChannelsKernel(isa);
-    std::atomic<bool> nan{false};
-    ForChunks(ctx, in.NumElements(), [&](int64_t b, int64_t n) {
-      const size_t phase = static_cast<size_t>(b % params_.period);
-      if (fn(n, phase, x + b, y + b, params_)) nan.store(true, std::memory_order_relaxed);
+    QuantizeChunks(ctx, in, check_nan_, "Tfq8QuantizeChannels", [&](int64_t b, int64_t n) {
+      return fn(n, static_cast<size_t>(b % params_.period), x + b, y + b, params_);
     });
-    OP_REQUIRES(ctx, !check_nan_ || !nan.load(),
-                ::tensorflow::errors::InvalidArgument(
-                    name(), " (Tfq8QuantizeChannels): input ", in.shape().DebugString(),
-                    " contains NaN; INT8 has no NaN, and the FP32 model would have produced NaN "
-                    "too. Check the data fed to the model, or set check_nan=false."));
   }
 
  private:
