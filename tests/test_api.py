@@ -311,3 +311,31 @@ def test_nan_input_is_an_error_not_a_finite_answer(model, data, int8):
         int8(x)
     x[1] = np.inf  # Inf saturates, as any out-of-range value does
     assert np.isfinite(int8(x).numpy()).all()
+
+
+def test_uint8_image_input_is_read_directly_and_equals_the_float_input_model():
+    """A model taking uint8 images (Input(dtype="uint8") → Rescaling) needs no Cast and no
+    Quantize: its input at scale 1 is its own code. It must give exactly the bytes of the same
+    model taking the same pixel values as float32 (whose input also quantizes at scale 1:
+    integer-valued calibration data is quantized losslessly)."""
+    def build(dtype):
+        keras.utils.set_random_seed(3)
+        inp = keras.Input((10, 10, 3), dtype=dtype)
+        x = keras.layers.Rescaling(1 / 255.0)(inp)
+        x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inp, keras.layers.Dense(4)(x))
+
+    pixels = RNG.integers(0, 256, (20, 10, 10, 3)).astype(np.uint8)
+    pixels[0, :3] = 255       # saturated pixels that a histogram threshold would clip
+    q8 = tfq8.quantize(build("uint8"), pixels[:12], _cfg())
+    qf = tfq8.quantize(build("float32"), pixels[:12].astype(np.float32), _cfg())
+    ops = [n.op for n in q8.graph_def.node]
+    assert "Cast" not in ops and "Tfq8Quantize" not in ops, ops
+    (conv,) = [n for n in q8.graph_def.node if n.op == "Tfq8Conv2D"]
+    placeholder = [n.name for n in q8.graph_def.node if n.op == "Placeholder"]
+    assert conv.input[0].split(":")[0] in placeholder
+    (quant,) = [n for n in qf.graph_def.node if n.op == "Tfq8Quantize"]
+    assert quant.attr["scale"].f == 1.0 and quant.attr["zero_point"].i == 0
+    np.testing.assert_array_equal(q8(pixels[12:]).numpy(),
+                                  qf(pixels[12:].astype(np.float32)).numpy())

@@ -71,13 +71,13 @@ def test_all_zero_tensor(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_all_negative_forced_unsigned(method):
     obs = make_observer(method, "neg")
-    obs.observe(-np.arange(1, 100, dtype=np.float32))
+    obs.observe(-np.arange(1, 100, dtype=np.float32) * 0.5)
     qp, notes = obs.qparams_with_notes(signed=False)
     assert qp.scale == 1.0 and notes
     qs = obs.qparams()
-    assert qs.signed and 0 < qs.amax <= 99.0
+    assert qs.signed and 0 < qs.amax <= 49.5
     if method == "minmax":
-        assert qs.amax == 99.0
+        assert qs.amax == 49.5
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -106,12 +106,50 @@ def test_errors():
 
 
 def test_integer_and_half_inputs():
-    obs = MinMaxObserver("i8")
-    obs.observe(np.array([-128, 5], np.int8))  # |−128| must not overflow
-    assert obs.qparams().amax == 128.0
+    obs = MinMaxObserver("i16")
+    obs.observe(np.array([-32768, 5], np.int16))  # |−32768| must not overflow
+    assert obs.qparams().amax == 32768.0
     obs = PercentileObserver("h", percentile=100)
     obs.observe(np.array([1.5, -3.0], np.float16))
     assert obs.qparams().amax == 3.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integer_valued_tensors_get_scale_one_and_quantize_losslessly(method):
+    rng = np.random.default_rng(5)
+    # a uint8 image cast to float: mostly dark, a few saturated pixels that every histogram
+    # method would clip
+    img = np.minimum(rng.exponential(20.0, (4, 16, 16, 3)), 255).round().astype(np.float32)
+    img[0, 0, 0] = 255.0
+    obs = make_observer(method, "image")
+    obs.observe(img[:2])
+    obs.observe(img[2:].astype(np.uint8))
+    qp = obs.qparams()
+    assert (qp.scale, qp.zero_point, qp.signed) == (1.0, 0, False)
+    assert qp.method == method + "+integers"
+    np.testing.assert_array_equal(qp.dequantize(qp.quantize(img)), img)
+    # signed integers within −128…127: scale 1, zero point 128, lossless as well
+    ids = rng.integers(-128, 128, (64,)).astype(np.float32)
+    obs = make_observer(method, "ids")
+    obs.observe(ids)
+    qs = obs.qparams()
+    assert (qs.scale, qs.zero_point, qs.signed) == (1.0, 128, True)
+    np.testing.assert_array_equal(qs.dequantize(qs.quantize(ids)), ids)
+    # any other asymmetric/symmetric request for the same values gives the same exact answer
+    assert obs.qparams(scheme="asymmetric") == qs
+
+
+@pytest.mark.parametrize("values", [
+    np.array([0.0, 1.0, 1.0, 0.0]),             # binary: the method's own (finer) scale
+    np.array([0.0, 3.0, 256.0]),                # beyond the u8 range
+    np.array([-129.0, 3.0]),                    # beyond the s8 range
+    np.array([0.0, 2.5, 100.0]),                # one non-integer
+])
+def test_integer_rule_only_for_integers_in_range(values):
+    obs = MinMaxObserver("t")
+    obs.observe(values[:2])
+    obs.observe(values[2:])
+    assert not obs.qparams().method.endswith("+integers")
 
 
 def _mse(x, qp):

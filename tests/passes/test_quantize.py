@@ -471,6 +471,28 @@ def test_data_movement_between_int8_ops_runs_on_uint8_exactly():
     assert cos.min() >= 0.995, cos   # 4 INT8 layers and an add on a random model
 
 
+def test_global_max_pooling_runs_on_the_uint8_codes():
+    """Max over axes selects an element and dequantization is monotone, so the max of the
+    codes is the code of the max: Keras' GlobalMaxPooling2D between a conv and a Dense runs
+    on uint8 with no Dequantize/Quantize around it."""
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((9, 9, 3))
+    y = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.GlobalMaxPooling2D()(y)))
+    x = RNG.normal(0, 1, (24, 9, 9, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    assert q.report()["stock_ops_on_int8"].get("Max") == 1
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    (mx,) = [n for n in q.graph_def.node if n.op == "Max"]
+    src, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [mx.input[0], mx.name])
+    assert src.dtype == np.uint8
+    np.testing.assert_array_equal(got, src.max(axis=(1, 2)))
+    cos = _cosine(model(x[16:]).numpy(), q(x[16:]).numpy())
+    assert cos.min() >= 0.995, cos   # two INT8 layers on a random model
+
+
 def test_bilinear_upsampling_between_int8_ops_keeps_the_codes_scale():
     keras.utils.set_random_seed(10)
     inp = keras.Input((6, 6, 3))

@@ -13,6 +13,9 @@ method         collects                    threshold
 ``mse``        + |x| histogram             least expected squared error, clipping included
 =============  ==========================  ==================================================
 
+Whatever the method, a tensor whose observed values are all integers within the 8-bit range
+(a uint8 image cast to float) gets scale 1: lossless (``Observer.integer_qparams``).
+
 Memory is bounded (O(num_bins)); activations are never stored. "Signed" is decided from the
 observed minimum (< 0 → signed, s8 shifted by +128) unless the caller says otherwise. For an
 unsigned (u8) choice on a tensor that was seen negative, the negative values are treated as
@@ -44,6 +47,8 @@ from tfq8.calibration.qparams import (
 )
 
 SCHEMES = ("asymmetric", "symmetric")
+# QParams.method of an integer-valued tensor quantized losslessly (Observer.integer_qparams)
+INTEGER_SUFFIX = "+integers"
 
 __all__ = [
     "Observer",
@@ -54,6 +59,7 @@ __all__ = [
     "MSEObserver",
     "OBSERVERS",
     "SCHEMES",
+    "INTEGER_SUFFIX",
     "make_observer",
 ]
 
@@ -70,6 +76,7 @@ class Observer:
         self.num_elements = 0
         self.num_samples = 0  # along axis 0 (1 per batch for a scalar)
         self.num_batches = 0
+        self.integral = True  # every value seen so far is an integer (checked until one is not)
 
     @classmethod
     def with_args(cls, **kwargs):
@@ -103,6 +110,8 @@ class Observer:
         self.num_elements += x.size
         self.num_samples += x.shape[0] if x.ndim else 1
         self.num_batches += 1
+        if self.integral:
+            self.integral = bool(np.array_equal(x, np.rint(x)))
         self._collect(x, max(-lo, hi))
 
     def _collect(self, x: np.ndarray, absmax: float) -> None:
@@ -139,6 +148,9 @@ class Observer:
         if not self.has_data:
             raise ValueError(f"tensor {self.name!r}: observer has seen no data")
         signed = self.is_signed() if signed is None else bool(signed)
+        exact = self.integer_qparams(signed)
+        if exact is not None:
+            return exact, []
         if signed and scheme == "asymmetric" and max(-self.min, self.max) > 0.0:
             return self._asymmetric_qparams(max(-self.min, 0.0), max(self.max, 0.0))
         absmax = self.max_abs(signed)
@@ -154,6 +166,21 @@ class Observer:
         if note:
             notes.append(note)
         return qp, notes
+
+    def integer_qparams(self, signed: bool) -> QParams | None:
+        """Scale 1 for a tensor whose every observed value is an integer in the 8-bit range
+        (a uint8 image cast to float, counts, class ids): each value is then its own code, so
+        the quantization is lossless, which no threshold of any method can beat (the histogram
+        methods would clip bright pixels). Binary and constant tensors (max − min < 2) keep
+        the method's own scale, which is exact for them too and finer for values that the
+        calibration data did not show. method: "<method>+integers"."""
+        if not self.integral or self.max - self.min < 2:
+            return None
+        lo, hi = (-128.0, 127.0) if signed else (0.0, 255.0)
+        if not (lo <= self.min and self.max <= hi):
+            return None
+        return qparams_from_amax(127.0 if signed else 255.0, signed,
+                                 self.method + INTEGER_SUFFIX)[0]
 
     def _threshold(self, signed: bool, absmax: float) -> float:
         """The threshold of this method, 0 < result ≤ absmax; called only when absmax > 0."""

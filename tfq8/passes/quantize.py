@@ -25,8 +25,9 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
         (ConvNeXt; found from its Mean and checked numerically, whatever its graph)
         (these four only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
-    Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...   ⇒ same op on uint8 (Pad
-                                                                             pads with the zero point)
+    Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...,  ⇒ same op on uint8 (Pad
+        Max / Min reductions (global max pooling)                            pads with the zero point)
+    Cast(uint8 input) quantized at scale 1 (integer-valued)                ⇒ the uint8 input itself
 
 Conv weights become int8 with per-output-channel scales (W_q = rne(W / s_w), s_w = max|W|/127);
 the bias stays f32 (the kernels add it in f32, no bias rounding). Fused requantization: each
@@ -61,10 +62,11 @@ ACT_OPS = {"Relu": "RELU", "Relu6": "RELU6"}
 POOL_OPS = {"MaxPool": "Tfq8MaxPool", "AvgPool": "Tfq8AvgPool"}
 # Data-movement ops that run unchanged on uint8 (stock TF kernels), keeping the scale: they only
 # select, repeat or reorder elements (nearest-neighbour upsampling, Keras' repeat-based
-# UpSampling2D, reflection padding, space/depth rearrangements).
+# UpSampling2D, reflection padding, space/depth rearrangements). Max/Min reductions (global max
+# pooling) select too: dequantization is monotone, so the max of the codes is the code of the max.
 PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice", "Slice",
                    "Tile", "Transpose", "ResizeNearestNeighbor", "MirrorPad", "DepthToSpace",
-                   "SpaceToDepth", "BatchToSpaceND"}
+                   "SpaceToDepth", "BatchToSpaceND", "Max", "Min"}
 # Interpolating resizes: a convex combination of the input codes, so the output keeps the
 # input's qparams and is rne(interpolated codes) — emitted as the stock op on uint8 (which
 # interpolates in float), Round, Cast.
@@ -379,6 +381,11 @@ class QuantizePlan:
                 return True
         return False
 
+    def _read_only_for_shape(self, t):
+        cs = self.g.consumers.get(t, [])
+        return (bool(cs) and t not in self.outputs
+                and all(c not in self.member and self.g.nodes[c].op in SHAPE_READERS for c in cs))
+
     def _prune(self):
         """Drops cheap INT8 ops that would sit between FP32 ops: they would only add error.
         An affine, a lookup, a channel multiply, a layer norm or a data-movement op must be both
@@ -394,6 +401,10 @@ class QuantizePlan:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
                 feeds = self._feeds_int8(out + ":0")
+                if grp.attrs.get("movement") and not feeds:
+                    # a Squeeze read only by a Flatten's Shape: uint8 is as good, and keeping
+                    # it saves dequantizing the tensor just for its shape
+                    feeds = self._read_only_for_shape(out + ":0")
                 if affine or grp.attrs.get("movement"):
                     drop = not (fed and feeds)
                 else:
@@ -974,6 +985,12 @@ class QuantizePlan:
             if t not in quantized_inputs:
                 q = lookup(t)
                 qp[t] = q
+                src = _uint8_cast_source(g, t)
+                if src is not None and q.scale == 1.0 and q.zero_point == 0:
+                    # Cast(uint8 x) at scale 1 (integer-valued, see Observer.integer_qparams):
+                    # the codes are x itself
+                    quantized_inputs[t] = src
+                    return src
                 name = t.replace(":", "_") + "/tfq8_quantize"
                 nd = out.node.add()
                 nd.name = name
@@ -1220,6 +1237,16 @@ class QuantizePlan:
                 a[k].CopyFrom(v)
             a["T"].type = tf.uint8.as_datatype_enum
         return rep
+
+
+def _uint8_cast_source(g, t):
+    """x if tensor t is Cast(x: uint8) to float32, else None."""
+    n = g.nodes.get(node_of(t))
+    if (n is None or n.op != "Cast" or not t.endswith(":0")
+            or n.attr["SrcT"].type != tf.uint8.as_datatype_enum
+            or n.attr["DstT"].type != tf.float32.as_datatype_enum):
+        return None
+    return tensor_name(n.input[0])
 
 
 def _prune_dead(graph_def, keep):
