@@ -192,7 +192,7 @@ class QuantizedModel(GraphModel):
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8GroupedConv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul",
                     "Tfq8Add", "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
-                    "Tfq8ChannelMul", "Tfq8LayerNorm"}
+                    "Tfq8ChannelMul", "Tfq8LayerNorm", "Tfq8Mul"}
         on_uint8 = {}
         u8 = tf.uint8.as_datatype_enum
         by_name = {n.name: n for n in self.graph_def.node}
@@ -601,6 +601,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
         table = Calibrator(run, config.method, num_samples=config.num_samples,
                            percentile=config.percentile, scheme=config.activation_scheme,
                            asymmetric=plan.lookup_tensors,
+                           full_range=plan.max_read_tensors,
                            verbose=config.verbose,
                            metadata={"signature": frozen.signature_name}).calibrate(batches)
         eq = result.results.get("equalize")

@@ -466,4 +466,24 @@ REGISTER_OP("Tfq8Add")
     .Doc("Adds two uint8 tensors of the same shape with their own scales, optional ReLU/ReLU6, "
          "requantized to the output scale.");
 
+REGISTER_OP("Tfq8Mul")
+    .Input("a: uint8")
+    .Input("b: uint8")
+    .Output("output: uint8")
+    .Attr("a_scale: float")
+    .Attr("a_zero_point: int = 0")
+    .Attr("b_scale: float")
+    .Attr("b_zero_point: int = 0")
+    .Attr("output_scale: float")
+    .Attr("output_zero_point: int = 0")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle out;
+      TF_RETURN_IF_ERROR(c->Merge(c->input(0), c->input(1), &out));
+      c->set_output(0, out);
+      return ::tensorflow::OkStatus();
+    })
+    .Doc("Multiplies two uint8 tensors of the same shape elementwise (gated activations: "
+         "tanh(x)·sigmoid(y), GLU), each with its own scale, requantized to the output scale. "
+         "CPU only.");
+
 }  // namespace tfq8

@@ -1,4 +1,4 @@
-// CPU kernels of Tfq8Concat and Tfq8Add: validate, then run the framework-free kernels
+// CPU kernels of Tfq8Concat, Tfq8Add and Tfq8Mul: validate, then run the framework-free kernels
 // (custom_ops/kernels/cpu/concat.h, add.h).
 #include <algorithm>
 #include <string>
@@ -96,22 +96,29 @@ class ConcatOp : public OpKernel {
   int out_zp_ = 0;
 };
 
-class AddOp : public OpKernel {
+// Tfq8Add (kMul false) and Tfq8Mul (kMul true): the same qparams attributes, the same
+// chunked loop over a flat pair of equal-shape tensors; only the micro-kernel differs.
+template <bool kMul>
+class BinaryOp : public OpKernel {
  public:
-  explicit AddOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit BinaryOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     float sa, sb, so;
     int za, zb, zo;
-    std::string act;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("a_scale", &sa));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("a_zero_point", &za));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("b_scale", &sb));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("b_zero_point", &zb));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_scale", &so));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("output_zero_point", &zo));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
     OP_REQUIRES_OK(ctx, CheckQParams("a", sa, za));
     OP_REQUIRES_OK(ctx, CheckQParams("b", sb, zb));
     OP_REQUIRES_OK(ctx, CheckQParams("output", so, zo));
+    if (kMul) {
+      params_ = MakeMulParams(sa, za, sb, zb, so, zo);
+      return;
+    }
+    std::string act;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
     AddActivation a = AddActivation::kNone;
     if (act == "RELU") a = AddActivation::kRelu;
     else if (act == "RELU6") a = AddActivation::kRelu6;
@@ -134,7 +141,7 @@ class AddOp : public OpKernel {
     const uint8_t* pa = a.flat<uint8_t>().data();
     const uint8_t* pb = b.flat<uint8_t>().data();
     uint8_t* y = out->flat<uint8_t>().data();
-    const AddFn fn = GetAddKernel(isa);
+    const AddFn fn = kMul ? GetMulKernel(isa) : GetAddKernel(isa);
     constexpr int64_t kChunk = 16384;
     TfParallelFor(ctx)((n + kChunk - 1) / kChunk, kChunk * 2, [&](int64_t b0, int64_t e0) {
       const int64_t begin = b0 * kChunk, end = std::min(n, e0 * kChunk);
@@ -147,7 +154,8 @@ class AddOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("Tfq8Concat").Device(::tensorflow::DEVICE_CPU), ConcatOp);
-REGISTER_KERNEL_BUILDER(Name("Tfq8Add").Device(::tensorflow::DEVICE_CPU), AddOp);
+REGISTER_KERNEL_BUILDER(Name("Tfq8Add").Device(::tensorflow::DEVICE_CPU), BinaryOp<false>);
+REGISTER_KERNEL_BUILDER(Name("Tfq8Mul").Device(::tensorflow::DEVICE_CPU), BinaryOp<true>);
 
 }  // namespace
 }  // namespace tfq8

@@ -139,6 +139,22 @@ def test_integer_valued_tensors_get_scale_one_and_quantize_losslessly(method):
     assert obs.qparams(scheme="asymmetric") == qs
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_full_range_takes_the_observed_extremes(method):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(20_000) ** 3          # heavy tails that every method clips
+    obs = make_observer(method, "t")
+    obs.observe(x)
+    qp = obs.qparams_with_notes(full_range=True)[0]
+    assert qp.signed and qp.amax == np.abs(x).max() and qp.method == method + "+max"
+    qa = obs.qparams_with_notes(scheme="asymmetric", full_range=True)[0]
+    np.testing.assert_allclose(qa.dequantize(qa.quantize(np.array([x.min(), x.max()]))),
+                               [x.min(), x.max()], rtol=0, atol=qa.scale / 2 * 1.0001)
+    relu = make_observer(method, "r")
+    relu.observe(np.maximum(x, 0))
+    assert relu.qparams_with_notes(full_range=True)[0].amax == x.max()
+
+
 @pytest.mark.parametrize("values", [
     np.array([0.0, 1.0, 1.0, 0.0]),             # binary: the method's own (finer) scale
     np.array([0.0, 3.0, 256.0]),                # beyond the u8 range

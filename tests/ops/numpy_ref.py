@@ -257,6 +257,15 @@ def add(a, b, a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output
     return _rne_clamp(t, lo, hi, output_zero_point)
 
 
+def mul(a, b, a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point):
+    """Tfq8Mul: t = f32((a − zp_a)·(b − zp_b)) · f32(s_a·s_b/s_out) (exact integer product)."""
+    m = _f32(_attr(a_scale) * _attr(b_scale) / _attr(output_scale))
+    prod = (a.astype(np.int32) - a_zero_point) * (b.astype(np.int32) - b_zero_point)
+    t = (prod.astype(F32) * m).astype(F32)
+    return _rne_clamp(t, F32(-output_zero_point), F32(255 - output_zero_point),
+                      output_zero_point)
+
+
 def layer_norm(q, gamma, beta, in_scale, out_scale, out_zp, epsilon):
     """Tfq8LayerNorm over the last axis (docs/int8_numerics.md, "Layer normalization"): exact
     integer row sums S1 = Σq, S2 = Σq², D = C·S2 − S1²; A = f32(s·r / (C·s_out)) with

@@ -1,5 +1,5 @@
-"""Tfq8Concat / Tfq8Add: every CPU path bit-exact vs numpy_ref, agreement with TF's float
-concat/add within one output quantization step, graph mode, bad inputs."""
+"""Tfq8Concat / Tfq8Add / Tfq8Mul: every CPU path bit-exact vs numpy_ref, agreement with TF's
+float concat/add/multiply within one output quantization step, graph mode, bad inputs."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,6 +110,42 @@ def test_add_agrees_with_tf_float_and_graph_mode():
     np.testing.assert_array_equal(f(a[:1], b[:1]).numpy(), out[:1])
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 100, 40000])
+def test_mul_bit_exact(n):
+    rng = np.random.default_rng(n + 1)
+    a = rng.integers(0, 256, n, dtype=np.uint8)
+    b = rng.integers(0, 256, n, dtype=np.uint8)
+    # symmetric × symmetric (tanh · sigmoid-like), unsigned × unsigned, zero points far from the
+    # middle, and an output scale that saturates
+    for qp in [(0.008, 128, 0.004, 0, 0.006, 128), (0.02, 0, 0.03, 0, 0.05, 0),
+               (0.5, 3, 0.25, 250, 0.01, 200), (0.1, 128, 0.1, 128, 0.002, 128)]:
+        sa, za, sb, zb, so, zo = qp
+        got = run_all_isas(lambda: tfq8.ops.tfq8_mul(
+            a, b, a_scale=sa, a_zero_point=za, b_scale=sb, b_zero_point=zb, output_scale=so,
+            output_zero_point=zo))
+        exp = ref.mul(a, b, F32(sa), za, F32(sb), zb, F32(so), zo)
+        assert_all_equal(got, exp, f"{n} {qp}")
+
+
+def test_mul_agrees_with_tf_float_in_graph_mode():
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 256, (2, 7, 33), dtype=np.uint8)
+    b = rng.integers(0, 256, (2, 7, 33), dtype=np.uint8)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 7, 33], tf.uint8)] * 2)
+    def f(x, y):
+        return tfq8.ops.tfq8_mul(x, y, a_scale=1 / 127, a_zero_point=128, b_scale=1 / 255,
+                                 b_zero_point=0, output_scale=1 / 127, output_zero_point=128)
+
+    out = f(a, b).numpy()
+    np.testing.assert_array_equal(out, ref.mul(a, b, *_f32(1 / 127), 128, *_f32(1 / 255), 0,
+                                               *_f32(1 / 127), 128))
+    real = ref.dequantize(a, 1 / 127, 128) * ref.dequantize(b, 1 / 255, 0)
+    # one rounding of the product (|real| ≤ 1.01, the output range): half a step, plus f32
+    assert np.abs(ref.dequantize(out, 1 / 127, 128) - np.clip(real, -128 / 127, 1)).max() \
+        <= 0.5001 / 127
+
+
 U8 = np.zeros((2, 3), np.uint8)
 
 
@@ -130,6 +166,10 @@ U8 = np.zeros((2, 3), np.uint8)
      "b_scale must be"),
     (lambda: tfq8.ops.tfq8_add(U8, U8, a_scale=1.0, b_scale=1.0, output_scale=1.0,
                                a_zero_point=-1), "a_zero_point must be"),
+    (lambda: tfq8.ops.tfq8_mul(U8, np.zeros((2, 1), np.uint8), a_scale=1.0, b_scale=1.0,
+                               output_scale=1.0), "same shape"),
+    (lambda: tfq8.ops.tfq8_mul(U8, U8, a_scale=1.0, b_scale=1.0, output_scale=0.0),
+     "output_scale must be"),
 ])
 def test_bad_inputs(call, message):
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):

@@ -480,10 +480,16 @@ def test_global_max_pooling_runs_on_the_uint8_codes():
     y = keras.layers.Conv2D(8, 3, activation="relu")(inp)
     model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.GlobalMaxPooling2D()(y)))
     x = RNG.normal(0, 1, (24, 9, 9, 3)).astype(np.float32)
-    q = tfq8.quantize(model, x[:16], _config())
+    q = tfq8.quantize(model, x[:16], tfq8.QuantConfig(verbose=False, method="percentile",
+                                                       percentile=99.0))
     ops = _ops(q)
     assert ops.get("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
     assert q.report()["stock_ops_on_int8"].get("Max") == 1
+    # the max reads the extremes, which a percentile threshold would clip: the conv output it
+    # reads is quantized over its full observed range
+    (conv,) = [n for n in q.graph_def.node if n.op == "Tfq8Conv2D"]
+    entry = q.calibration_table[conv.name + ":0"]
+    assert entry.qparams.method == "percentile+max" and entry.qparams.amax == entry.max
     (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
     (mx,) = [n for n in q.graph_def.node if n.op == "Max"]
     src, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [mx.input[0], mx.name])
@@ -491,6 +497,36 @@ def test_global_max_pooling_runs_on_the_uint8_codes():
     np.testing.assert_array_equal(got, src.max(axis=(1, 2)))
     cos = _cosine(model(x[16:]).numpy(), q(x[16:]).numpy())
     assert cos.min() >= 0.995, cos   # two INT8 layers on a random model
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_gated_activation_product_runs_int8_bit_exactly(rank):
+    """WaveNet's gated unit tanh(conv_f(x)) · sigmoid(conv_g(x)), in 1-D and 2-D: both
+    functions become tables and their product a Tfq8Mul, so the block is INT8 throughout."""
+    keras.utils.set_random_seed(13)
+    shape = (32, 4) if rank == 1 else (10, 10, 4)
+    conv = keras.layers.Conv1D if rank == 1 else keras.layers.Conv2D
+    inp = keras.Input(shape)
+    y = conv(8, 3, padding="same", activation="relu")(inp)
+    gate = keras.layers.Multiply()([conv(8, 3, padding="same", activation="tanh")(y),
+                                    conv(8, 3, padding="same", activation="sigmoid")(y)])
+    y = keras.layers.Add()([y, conv(8, 1)(gate)])
+    model = keras.Model(inp, conv(3, 1)(y))
+    x = RNG.normal(0, 1, (24,) + shape).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Mul") == 1 and ops.get("Tfq8Lookup") == 2, ops
+    assert ops.get("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    (mul,) = [n for n in q.graph_def.node if n.op == "Tfq8Mul"]
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    a, b, got = _run_int8_tensors(q.graph_def, {feed: x[16:]},
+                                  [mul.input[0], mul.input[1], mul.name])
+    at = mul.attr
+    np.testing.assert_array_equal(got, numpy_ref.mul(
+        a, b, at["a_scale"].f, at["a_zero_point"].i, at["b_scale"].f, at["b_zero_point"].i,
+        at["output_scale"].f, at["output_zero_point"].i))
+    cos = _cosine(model(x[16:]).numpy(), q(x[16:]).numpy())
+    assert cos.min() >= 0.99, cos   # six INT8 layers, two tables and a product on random weights
 
 
 def test_bilinear_upsampling_between_int8_ops_keeps_the_codes_scale():

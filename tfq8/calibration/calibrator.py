@@ -110,6 +110,8 @@ class Calibrator:
         graph analysis); other tensors are signed when a negative value was observed.
       asymmetric: tensors that get the asymmetric scheme whatever ``scheme`` says (the quantize
         pass's lookup-table inputs and outputs: a table costs nothing per zero point).
+      full_range: tensors whose threshold is their observed max whatever the method (what a
+        max reduction reads: its output is the extremes a percentile or KL threshold clips).
       verbose: show a progress line on stderr (only when it is a terminal) and log notes.
       stream: where the progress line goes (default ``sys.stderr``).
       metadata: extra entries for the table's metadata.
@@ -119,7 +121,8 @@ class Calibrator:
                  method: str = "entropy", *, num_samples: int | None = None,
                  percentile: float = 99.99, num_bins: int = DEFAULT_NUM_BINS,
                  scheme: str = "symmetric", signed: Mapping[str, bool] | None = None,
-                 asymmetric: Iterable[str] = (), verbose: bool = True,
+                 asymmetric: Iterable[str] = (), full_range: Iterable[str] = (),
+                 verbose: bool = True,
                  stream=None, metadata: Mapping[str, Any] | None = None):
         if not callable(run_batch):
             raise TypeError("run_batch must be callable: batch -> {tensor_name: array}")
@@ -143,6 +146,7 @@ class Calibrator:
         self.num_bins = int(num_bins)
         self.signed = dict(signed or {})
         self.asymmetric = frozenset(asymmetric)
+        self.full_range = frozenset(full_range)
         self.verbose = bool(verbose)
         self.stream = stream
         self.metadata = dict(metadata or {})
@@ -258,7 +262,8 @@ class Calibrator:
                                  "table", name)
                 continue
             scheme = "asymmetric" if name in self.asymmetric else self.scheme
-            qp, notes = obs.qparams_with_notes(self.signed.get(name), scheme)
+            qp, notes = obs.qparams_with_notes(self.signed.get(name), scheme,
+                                               full_range=name in self.full_range)
             if self.verbose:
                 for note in notes:
                     _log.warning("tensor %r: %s", name, note)

@@ -49,6 +49,8 @@ from tfq8.calibration.qparams import (
 SCHEMES = ("asymmetric", "symmetric")
 # QParams.method of an integer-valued tensor quantized losslessly (Observer.integer_qparams)
 INTEGER_SUFFIX = "+integers"
+# QParams.method of a tensor given its full observed range (Calibrator's ``full_range``)
+FULL_RANGE_SUFFIX = "+max"
 
 __all__ = [
     "Observer",
@@ -60,6 +62,7 @@ __all__ = [
     "OBSERVERS",
     "SCHEMES",
     "INTEGER_SUFFIX",
+    "FULL_RANGE_SUFFIX",
     "make_observer",
 ]
 
@@ -140,9 +143,11 @@ class Observer:
         """
         return self.qparams_with_notes(signed, scheme)[0]
 
-    def qparams_with_notes(self, signed: bool | None = None,
-                           scheme: str = "symmetric") -> tuple[QParams, list[str]]:
-        """Like :meth:`qparams`, plus notes about degenerate cases (e.g. an all-zero tensor)."""
+    def qparams_with_notes(self, signed: bool | None = None, scheme: str = "symmetric",
+                           full_range: bool = False) -> tuple[QParams, list[str]]:
+        """Like :meth:`qparams`, plus notes about degenerate cases (e.g. an all-zero tensor).
+        full_range: the observed max |x| (each side's max, asymmetric) instead of the method's
+        threshold; method "<method>+max"."""
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if not self.has_data:
@@ -151,6 +156,14 @@ class Observer:
         exact = self.integer_qparams(signed)
         if exact is not None:
             return exact, []
+        if full_range:
+            if signed and scheme == "asymmetric" and max(-self.min, self.max) > 0.0:
+                qp, note = qparams_from_range(max(-self.min, 0.0), max(self.max, 0.0),
+                                              self.method + FULL_RANGE_SUFFIX)
+            else:
+                qp, note = qparams_from_amax(self.max_abs(signed), signed,
+                                             self.method + FULL_RANGE_SUFFIX)
+            return qp, [note] if note else []
         if signed and scheme == "asymmetric" and max(-self.min, self.max) > 0.0:
             return self._asymmetric_qparams(max(-self.min, 0.0), max(self.max, 0.0))
         absmax = self.max_abs(signed)

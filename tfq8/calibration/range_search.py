@@ -15,7 +15,8 @@ FP32 with its FP32 weights, so the search isolates this tensor's activation erro
 is judged alone (the others unquantized), so all tensors are searched in the same graph runs:
 one run of the FP32 graph, plus every reader once more per candidate, per batch.
 
-Integer-valued tensors that the observers quantized losslessly (scale 1) are not searched.
+Integer-valued tensors that the observers quantized losslessly (scale 1) and the inputs of max
+reductions (full range) are not searched.
 Candidates: the observer's threshold times ``FACTORS`` (0.5 … 2), never above the observed
 max |x|, plus the observed max itself.
 """
@@ -27,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from tfq8.calibration.observers import INTEGER_SUFFIX
+from tfq8.calibration.observers import FULL_RANGE_SUFFIX, INTEGER_SUFFIX
 from tfq8.calibration.qparams import qparams_from_amax
 from tfq8.calibration.table import CalibrationTable, TableEntry
 
@@ -67,10 +68,11 @@ def search_ranges(graph_def: graph_pb2.GraphDef, table: CalibrationTable,
         if p is not None and p.op in ("Pad", "PadV2") and src.endswith(":0"):
             t = canon(p.input[0])
         readers.setdefault(t, {}).setdefault(src, []).append(n.name)
-    # integer-valued tensors are already lossless (scale 1): nothing to search
+    # integer-valued tensors are already lossless (scale 1); a max reduction's input needs its
+    # extremes, which a search judged at the conv readers would clip
     todo = [t for t in tensors if t in table and t in readers
             and table[t].qparams.zero_point in (0, 128) and table[t].qparams.amax > 0
-            and not table[t].qparams.method.endswith(INTEGER_SUFFIX)]
+            and not table[t].qparams.method.endswith((INTEGER_SUFFIX, FULL_RANGE_SUFFIX))]
     if not todo:
         return {}
     cands = {t: _candidates(table[t]) for t in todo}

@@ -18,6 +18,7 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
     elementwise region of one INT8 tensor and scalar constants (swish, hard-swish, GELU,
         sigmoid, a lone ReLU, ...; ops in LOOKUP_OPS)                      ⇒ Tfq8Lookup (256-entry
                                                                              table of the region)
+    Mul(INT8 a, INT8 b), same shape (gated activations: tanh(a)·sigmoid(b)) ⇒ Tfq8Mul
     Mul(INT8 x [N, ..., C], FP32 gate [N or 1, 1, ..., 1, C])              ⇒ Tfq8ChannelMul
         (squeeze-and-excitation; the gate's branch stays as it is)
     region of elementwise ops and last-axis Means over an INT8 tensor that evaluates to
@@ -102,7 +103,7 @@ def node_of(t: str) -> str:
 class Group:
     """One INT8 op to emit, covering one or more FP32 nodes."""
 
-    kind: str                   # conv | depthwise | matmul | add | maxpool | avgpool | mean |
+    kind: str                   # conv | depthwise | matmul | add | mul | maxpool | avgpool | mean |
     # concat | lookup | channel_mul | layernorm | pad | passthrough
     out_node: str               # last FP32 node of the group: its output tensor is the group's
     nodes: list                 # FP32 nodes the group replaces
@@ -293,6 +294,13 @@ class QuantizePlan:
         for name in g.order:
             if name not in self.member:
                 grp = self._match_channel_mul(g.nodes[name])
+                if grp is not None:
+                    self._add_group(grp)
+        # The product of two INT8 tensors of one shape: gated activations (WaveNet's
+        # tanh(a)·sigmoid(b), GLU), attention-style gates computed by convs.
+        for name in g.order:
+            if name not in self.member:
+                grp = self._match_mul(g.nodes[name])
                 if grp is not None:
                     self._add_group(grp)
         # Data movement between INT8 ops stays on uint8 (a last sweep; _prune drops what
@@ -620,6 +628,26 @@ class QuantizePlan:
                          {"op": "Mul (per-channel gate)", "gate": gate})
         return None
 
+    def _match_mul(self, n):
+        """Mul(a, b) of two INT8 tensors of the same shape ⇒ Tfq8Mul. Broadcasting products
+        are gates (Tfq8ChannelMul) or stay FP32."""
+        if (n.op != "Mul" or self._kept(n)
+                or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
+            return None
+        ins = [tensor_name(i) for i in self.g.data_inputs(n)]
+        if len(ins) != 2 or not all(self._is_int8_tensor(i) for i in ins):
+            return None
+        try:
+            sa, sb = (self._shape(i) for i in ins)
+        except (KeyError, ValueError):
+            return None
+        if sa.rank is None or sa.rank != sb.rank or sa.as_list()[1:] != sb.as_list()[1:] \
+                or None in sa.as_list()[1:]:
+            self._refuse(n, "product of INT8 tensors of different or unknown shapes "
+                            "(broadcasting) stays FP32")
+            return None
+        return Group("mul", n.name, [n.name], ins, {"op": n.op})
+
     def _match_lookup(self, x, first):
         """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and scalar
         constants only (starting at `first`), if it has exactly one output read elsewhere: a
@@ -894,11 +922,27 @@ class QuantizePlan:
                 for t in (grp.inputs[0], grp.out_node + ":0")}
 
     @property
+    def max_read_tensors(self) -> set[str]:
+        """Calibrated tensors that Max/Min reductions (global max pooling) read, through any
+        data movement: they are quantized over their full observed range, as the reduction's
+        output is their extremes."""
+        out = set()
+        for grp in self.groups.values():
+            if grp.kind != "passthrough" or grp.attrs.get("op") not in ("Max", "Min"):
+                continue
+            t = grp.inputs[0]
+            while (node_of(t) in self.groups and self.groups[node_of(t)].kind
+                   in ("passthrough", "pad", "maxpool")):
+                t = self.groups[node_of(t)].inputs[0]
+            out.add(t)
+        return out
+
+    @property
     def observe(self) -> list[str]:
         """FP32 tensors whose ranges the calibration must measure."""
         need = set()
         for grp in self.groups.values():
-            if grp.kind in ("conv", "depthwise", "matmul", "add", "concat", "lookup",
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "mul", "concat", "lookup",
                             "channel_mul", "layernorm"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
@@ -1203,6 +1247,14 @@ class QuantizePlan:
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
             a["activation"].s = grp.activation.encode()
+        elif grp.kind == "mul":
+            nd.op = "Tfq8Mul"
+            nd.input.extend(ins_q)
+            for key, src in zip(("a", "b"), grp.inputs):
+                a[f"{key}_scale"].f = qp[src].scale
+                a[f"{key}_zero_point"].i = qp[src].zero_point
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
         elif grp.kind == "pad":
             src = self.g.nodes[grp.out_node]
             nd.op = "PadV2"
