@@ -192,7 +192,7 @@ class QuantizedModel(GraphModel):
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8GroupedConv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul",
                     "Tfq8Add", "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
-                    "Tfq8ChannelMul", "Tfq8LayerNorm", "Tfq8Mul"}
+                    "Tfq8ChannelMul", "Tfq8LayerNorm", "Tfq8Mul", "Tfq8Prelu"}
         on_uint8 = {}
         u8 = tf.uint8.as_datatype_enum
         by_name = {n.name: n for n in self.graph_def.node}

@@ -241,6 +241,37 @@ gate[n, c]) with (output_scale, output_zero_point): t = float(q − input_zero_p
 rounded half to even. See docs/int8_numerics.md ("Channel multiply").
 )doc");
 
+REGISTER_OP("Tfq8Prelu")
+    .Input("input: uint8")
+    .Input("slopes: float")
+    .Input("bias: float")
+    .Output("output: uint8")
+    .Attr("input_scale: float")
+    .Attr("input_zero_point: int = 0")
+    .Attr("output_scale: float")
+    .Attr("output_zero_point: int = 0")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      ::tensorflow::shape_inference::ShapeHandle in, v, u;
+      ::tensorflow::shape_inference::DimensionHandle d;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 1, &in));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &v));
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(v, 0), 2, &d));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &u));
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(v, 1), c->Dim(u, 0), &d));
+      c->set_output(0, c->input(0));
+      return ::tensorflow::OkStatus();
+    })
+    .Doc(R"doc(
+Per-channel two-slope function of a uint8 tensor: PReLU, or a per-channel affine after a ReLU.
+
+input: [..., C] uint8 with (input_scale, input_zero_point); slopes: [2, P] f32; bias: [P] f32,
+where P is the product of the input's last k axes for some k >= 1 (P = C: per channel; Keras'
+default PReLU has one slope per [H, W, C] position). With x the dequantized input and j the
+index within those last axes, output = quantize(x · (x >= 0 ? slopes[0, j] : slopes[1, j]) +
+bias[j]) with (output_scale, output_zero_point); docs/int8_numerics.md ("Per-channel
+two-slope") gives the f32 operation sequence every CPU path follows bit for bit. CPU only.
+)doc");
+
 REGISTER_OP("Tfq8LayerNorm")
     .Input("input: uint8")
     .Input("gamma: float")

@@ -312,6 +312,59 @@ class LayerNormOp : public OpKernel {
   LayerNormParams params_;
 };
 
+class PReluOp : public OpKernel {
+ public:
+  explicit PReluOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadInOutQParams(ctx, &q_));
+    params_ = MakeRequantizeParams(q_.in_scale, q_.in_zero_point, q_.out_scale,
+                                   q_.out_zero_point);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Isa isa;
+    if (!GetIsa(ctx, &isa)) return;
+    const Tensor& in = ctx->input(0);
+    const Tensor& slopes = ctx->input(1);
+    const Tensor& bias = ctx->input(2);
+    OP_REQUIRES(ctx, in.dims() >= 1,
+                ::tensorflow::errors::InvalidArgument(name(), ": input must have rank >= 1"));
+    // The slopes span the last k axes (the channels, or Keras' per-position [H, W, C]).
+    const int64_t channels = slopes.dims() == 2 ? slopes.dim_size(1) : -1;
+    bool spans = false;
+    for (int64_t k = in.dims() - 1, p = 1; k >= 0 && !spans; --k) {
+      p *= in.dim_size(k);
+      spans = p == channels;
+    }
+    OP_REQUIRES(ctx, slopes.dims() == 2 && slopes.dim_size(0) == 2 && spans && bias.dims() == 1 &&
+                         bias.dim_size(0) == channels,
+                ::tensorflow::errors::InvalidArgument(
+                    name(), ": slopes must have shape [2, P] and bias [P], P the product of the "
+                    "input's last axes (input ", in.shape().DebugString(), "), got ",
+                    slopes.shape().DebugString(), " and ", bias.shape().DebugString()));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, in.shape(), &out));
+    if (in.NumElements() == 0) return;
+    const PReluMultipliers m(channels, slopes.flat<float>().data(), bias.flat<float>().data(),
+                             q_.in_scale, q_.out_scale);
+    const int64_t rows = in.NumElements() / channels;
+    const uint8_t* x = in.flat<uint8_t>().data();
+    uint8_t* y = out->flat<uint8_t>().data();
+    const PReluFn fn = GetPReluKernel(isa);
+    const int64_t grain = std::max<int64_t>(1, kChunk / channels);  // rows per task
+    const int64_t tasks = (rows + grain - 1) / grain;
+    TfParallelFor(ctx)(tasks, kChunk * 2, [&](int64_t b, int64_t e) {
+      const int64_t r0 = b * grain, r1 = std::min(rows, e * grain);
+      fn(r1 - r0, channels, x + r0 * channels, m.pos.data(), m.neg.data(), m.add.data(),
+         y + r0 * channels, params_);
+    });
+  }
+
+ private:
+  InOutQParams q_;
+  RequantizeParams params_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("Tfq8Prelu").Device(::tensorflow::DEVICE_CPU), PReluOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8LayerNorm").Device(::tensorflow::DEVICE_CPU), LayerNormOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8ChannelMul").Device(::tensorflow::DEVICE_CPU), ChannelMulOp);
 REGISTER_KERNEL_BUILDER(Name("Tfq8Lookup").Device(::tensorflow::DEVICE_CPU), LookupOp);

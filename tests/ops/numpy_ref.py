@@ -62,6 +62,19 @@ def channel_mul(q, gate, in_scale, in_zp, out_scale, out_zp):
     return _rne_clamp(t, -out_zp, 255 - out_zp, out_zp)
 
 
+def prelu(q, slopes, bias, in_scale, in_zp, out_scale, out_zp):
+    """Tfq8PRelu: d = q − in_zp; t = f32(d) · (d ≥ 0 ? pos[c] : neg[c]) + add[c] with
+    pos/neg = f32(slope · s_in / s_out), add = f32(bias / s_out) (double, then f32)."""
+    slopes = np.asarray(slopes, F32).astype(np.float64)
+    r = _attr(in_scale) / _attr(out_scale)
+    pos, neg = (slopes[0] * r).astype(F32), (slopes[1] * r).astype(F32)
+    add = (np.asarray(bias, F32).astype(np.float64) / _attr(out_scale)).astype(F32)
+    d = q.astype(np.int32) - in_zp
+    t = (d.astype(F32) * np.where(d >= 0, pos, neg)).astype(F32)
+    t = (t + add).astype(F32)
+    return _rne_clamp(t, F32(-out_zp), F32(255 - out_zp), out_zp)
+
+
 def lookup(q, table):
     """Tfq8Lookup: table[q] (u8 → u8, 256-entry table)."""
     table = np.asarray(table, np.uint8)

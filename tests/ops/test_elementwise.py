@@ -194,6 +194,61 @@ def test_channel_mul_bit_exact(shape):
             assert np.abs(exp.astype(np.int32) - exact).max(initial=0) <= 1
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (2, 5, 7, 8), (3, 4, 4, 17), (2, 9, 9, 96),
+                                   (4, 150, 130)])
+def test_prelu_bit_exact(shape):
+    """Channel counts that hit the SIMD body and the tail, rows over several tasks; slopes of
+    both signs, zero, and a bias (a ReLU followed by a per-channel affine)."""
+    rng = np.random.default_rng(sum(shape) + 7)
+    q = rng.integers(0, 256, shape, dtype=np.uint8)
+    c = shape[-1]
+    slopes = np.stack([rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c)]).astype(F32)
+    slopes[1, :1] = 0.0
+    bias = rng.uniform(-0.3, 0.3, c).astype(F32)
+    for si, zi, so, zo in ((0.02, 128, 0.015, 128), (0.05, 0, 0.03, 0), (0.1, 37, 0.007, 201)):
+        got = run_all_isas(lambda: tfq8.ops.tfq8_prelu(
+            q, slopes, bias, input_scale=si, input_zero_point=zi, output_scale=so,
+            output_zero_point=zo))
+        exp = ref.prelu(q, slopes, bias, si, zi, so, zo)
+        assert_all_equal(got, exp, f"{shape} {si} {zi} {so} {zo}")
+        # and it is what it claims, within one output step (f32 vs float64 here)
+        x = (q.astype(np.float64) - zi) * si
+        real = np.where(x >= 0, x * slopes[0], x * slopes[1]) + bias
+        exact = np.clip(np.rint(real / so) + zo, 0, 255)
+        assert np.abs(exp.astype(np.int32) - exact).max(initial=0) <= 1
+
+
+def test_prelu_slopes_over_several_trailing_axes():
+    """Keras' default PReLU has one slope per [H, W, C] position: P = H·W·C."""
+    rng = np.random.default_rng(3)
+    q = rng.integers(0, 256, (3, 5, 6, 7), dtype=np.uint8)
+    slopes = np.stack([np.ones(210), rng.uniform(0, 0.5, 210)]).astype(F32)
+    bias = np.zeros(210, F32)
+    got = run_all_isas(lambda: tfq8.ops.tfq8_prelu(q, slopes, bias, input_scale=0.05,
+                                                  input_zero_point=128, output_scale=0.04,
+                                                  output_zero_point=100))
+    exp = ref.prelu(q.reshape(3, 210), slopes, bias, 0.05, 128, 0.04, 100).reshape(q.shape)
+    assert_all_equal(got, exp, "per position")
+
+
+def test_prelu_bad_shapes_name_the_node():
+    q = np.zeros((2, 3, 20), np.uint8)
+    ok_s, ok_b = np.ones((2, 20), F32), np.zeros(20, F32)
+    for s_, b_ in ((np.ones((2, 19), F32), ok_b), (np.ones((3, 20), F32), ok_b),
+                   (ok_s, np.zeros(19, F32))):
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+            tfq8.ops.tfq8_prelu(q, s_, b_, input_scale=0.1, output_scale=0.1)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8), tf.TensorSpec(None, tf.float32),
+                                  tf.TensorSpec(None, tf.float32)])
+    def f(x, s_, b_):  # unknown shapes at graph build: the kernel checks and names the node
+        return tfq8.ops.tfq8_prelu(x, s_, b_, input_scale=0.1, output_scale=0.1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Tfq8Prelu.*slopes must have"):
+        f(q, np.ones((2, 7), F32), ok_b)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="output_scale must"):
+        tfq8.ops.tfq8_prelu(q, ok_s, ok_b, input_scale=0.1, output_scale=0.0)
+
+
 def test_channel_mul_special_gates_and_bad_shapes():
     q = np.arange(2 * 3 * 20, dtype=np.uint8).reshape(2, 3, 20) * 2
     gate = np.ones((2, 1, 20), F32)

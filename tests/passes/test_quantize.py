@@ -529,6 +529,45 @@ def test_gated_activation_product_runs_int8_bit_exactly(rank):
     assert cos.min() >= 0.99, cos   # six INT8 layers, two tables and a product on random weights
 
 
+def test_prelu_forms_run_int8_bit_exactly():
+    """Keras' PReLU per channel (shared axes) and per position (its default), and
+    max(x, α·x) written by hand, are found by what they compute and run as Tfq8Prelu between
+    INT8 convs; nothing stays FP32."""
+    keras.utils.set_random_seed(14)
+    rng = np.random.default_rng(14)
+    inp = keras.Input((9, 9, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    y = keras.layers.PReLU(shared_axes=[1, 2])(y)
+    y = keras.layers.Conv2D(8, 3, padding="same")(y)
+    y = keras.layers.PReLU()(y)
+    y = keras.layers.Conv2D(8, 1)(y)
+    alpha = rng.uniform(0.05, 0.4, 8).astype(np.float32)
+    y = keras.layers.Lambda(lambda t: tf.maximum(t, t * alpha))(y)
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1)(y))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(0.05, 0.4, layer.alpha.shape))
+    x = RNG.normal(0, 1, (24, 9, 9, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8Prelu") == 3, ops
+    assert not q.report()["fp32_ops"], q.report()["fp32_ops"]
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    nodes = {n.name: n for n in q.graph_def.node}
+    for pr in [n for n in q.graph_def.node if n.op == "Tfq8Prelu"]:
+        src, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [pr.input[0], pr.name])
+        slopes = tf.make_ndarray(nodes[pr.input[1]].attr["value"].tensor)
+        bias = tf.make_ndarray(nodes[pr.input[2]].attr["value"].tensor)
+        a = pr.attr
+        want = numpy_ref.prelu(src.reshape(len(src), -1, slopes.shape[1]), slopes, bias,
+                               a["input_scale"].f, a["input_zero_point"].i, a["output_scale"].f,
+                               a["output_zero_point"].i).reshape(src.shape)
+        np.testing.assert_array_equal(got, want, err_msg=pr.name)
+        assert np.any(slopes[0] != slopes[1])
+    cos = _cosine(model(x[16:]).numpy(), q(x[16:]).numpy())
+    assert cos.min() >= 0.995, cos   # five INT8 layers on a random model
+
+
 def test_bilinear_upsampling_between_int8_ops_keeps_the_codes_scale():
     keras.utils.set_random_seed(10)
     inp = keras.Input((6, 6, 3))

@@ -19,6 +19,8 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
         sigmoid, a lone ReLU, ...; ops in LOOKUP_OPS)                      ⇒ Tfq8Lookup (256-entry
                                                                              table of the region)
     Mul(INT8 a, INT8 b), same shape (gated activations: tanh(a)·sigmoid(b)) ⇒ Tfq8Mul
+    elementwise region of one INT8 tensor and per-channel constants that evaluates to
+        x·(x ≥ 0 ? p_c : n_c) + b_c (PReLU; a ReLU then a per-channel affine) ⇒ Tfq8Prelu
     Mul(INT8 x [N, ..., C], FP32 gate [N or 1, 1, ..., 1, C])              ⇒ Tfq8ChannelMul
         (squeeze-and-excitation; the gate's branch stays as it is)
     region of elementwise ops and last-axis Means over an INT8 tensor that evaluates to
@@ -103,8 +105,8 @@ def node_of(t: str) -> str:
 class Group:
     """One INT8 op to emit, covering one or more FP32 nodes."""
 
-    kind: str                   # conv | depthwise | matmul | add | mul | maxpool | avgpool | mean |
-    # concat | lookup | channel_mul | layernorm | pad | passthrough
+    kind: str                   # conv | depthwise | matmul | add | mul | prelu | maxpool |
+    # avgpool | mean | concat | lookup | channel_mul | layernorm | pad | passthrough
     out_node: str               # last FP32 node of the group: its output tensor is the group's
     nodes: list                 # FP32 nodes the group replaces
     inputs: list                # INT8 data input tensors (FP32 names)
@@ -268,6 +270,18 @@ class QuantizePlan:
                 if grp is not None:
                     self._add_group(grp)
         self._match_movement()
+        # Per-channel two-slope functions (PReLU; a ReLU then a per-channel affine), found by
+        # what they compute; before the affines, which would take a lone ReLU out of them.
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member or n.op not in LOOKUP_OPS:
+                continue
+            for x in g.data_inputs(n):
+                if self._is_int8_tensor(x):
+                    grp = self._match_prelu(tensor_name(x), n)
+                    if grp is not None:
+                        self._add_group(grp)
+                        break
         # Per-channel affines and lone activations on INT8 tensors (unfoldable batch norms:
         # DenseNet, pre-activation ResNets; a ReLU after an add that has other readers).
         for name in g.order:
@@ -404,7 +418,7 @@ class QuantizePlan:
             changed = False
             for out, grp in list(self.groups.items()):
                 affine = (grp.attrs.get("affine", False)
-                          or grp.kind in ("lookup", "channel_mul", "layernorm"))
+                          or grp.kind in ("lookup", "channel_mul", "layernorm", "prelu"))
                 if grp.kind in ("conv", "depthwise", "matmul") and not affine:
                     continue
                 fed = any(self._is_int8_tensor(i) for i in grp.inputs)
@@ -647,6 +661,99 @@ class QuantizePlan:
                             "(broadcasting) stays FP32")
             return None
         return Group("mul", n.name, [n.name], ins, {"op": n.op})
+
+    def _match_prelu(self, x, first):
+        """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and constants
+        that are scalars or span x's trailing axes ([1, ..., 1, C], or Keras' default PReLU
+        alpha [H, W, C]), at least one of them not a scalar, with one output read elsewhere,
+        that evaluates to x·(x ≥ 0 ? p : n) + b elementwise over those axes with p ≠ n
+        somewhere: Keras' PReLU (relu(x) − α·relu(−x)), max(x, α·x), a ReLU then a per-channel
+        affine ⇒ Tfq8Prelu. Recognised by what it computes: p, n and b are read off the
+        region's outputs at x = 1, −1 and 0 and the formula is checked at ±1e-3 … ±300
+        (_fit_prelu). Kept only between INT8 ops (_prune)."""
+        g = self.g
+        try:
+            shape = self._shape(x)
+        except (KeyError, ValueError):
+            return None
+        if shape.rank is None or shape.rank < 2:
+            return None
+        dims = shape.as_list()
+        region, span = set(), [0]    # span: how many trailing axes the constants cover
+
+        def fits(n):
+            if (n.name in self.member or n.op not in LOOKUP_OPS or self._kept(n)
+                    or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
+                return False
+            k = 0
+            for i in g.data_inputs(n):
+                t = tensor_name(i)
+                if t == x or (node_of(t) in region and t.endswith(":0")):
+                    continue
+                c = g.const_value(t)
+                if c is None or not np.all(np.isfinite(c)) or c.ndim > len(dims):
+                    return False
+                if c.size == 1:
+                    continue
+                lead = next(j for j, d in enumerate(c.shape) if d != 1)
+                tail = list(c.shape[lead:])
+                if lead and any(d != 1 for d in c.shape[:lead]):
+                    return False
+                if len(tail) >= len(dims) or tail != dims[len(dims) - len(tail):]:
+                    return False
+                k = max(k, len(tail))
+            span[0] = max(span[0], k)
+            return True
+
+        if not fits(first):
+            return None
+        region.add(first.name)
+        changed = True
+        while changed:
+            changed = False
+            for t in [x] + [r + ":0" for r in region]:
+                for c in g.consumers.get(t, []):
+                    if c not in region and fits(g.nodes[c]):
+                        region.add(c)
+                        changed = True
+        outs = [r for r in region
+                if r + ":0" in self.outputs
+                or any(c not in region for c in g.consumers.get(r + ":0", []))]
+        if len(outs) != 1 or not span[0]:
+            return None
+        block = dims[len(dims) - span[0]:]
+        nodes = [r for r in g.order if r in region]
+        fit = self._fit_prelu(nodes, x, outs[0], len(dims), block)
+        if fit is None:
+            return None
+        fn = "+".join(g.nodes[r].op for r in nodes)
+        return Group("prelu", outs[0], nodes, [x], {"op": f"{fn} (per-channel two-slope)",
+                                                    "slopes": fit[0], "bias": fit[1]})
+
+    def _fit_prelu(self, nodes, x, out_node, rank, block):
+        """([2, P] slopes, [P] bias), P = prod(block) (x's trailing axes the constants span), if
+        the region is x·(x ≥ 0 ? p : n) + b elementwise (within f32 rounding) with p ≠ n
+        somewhere, else None."""
+        probes = np.array([0.0, 1.0, -1.0, 1e-3, -1e-3, 0.37, -0.37, 3.0, -3.0, 20.0, -20.0,
+                           300.0, -300.0])
+        size = int(np.prod(block))
+        v = np.repeat(probes[:, None], size, axis=1).astype(np.float32)
+        try:
+            y = self._run_region(nodes, x, out_node,
+                                 v.reshape([len(probes)] + [1] * (rank - 1 - len(block))
+                                           + list(block)), scalar_consts=False)
+            y = np.asarray(y, np.float64).reshape(len(probes), size)
+        except (tf.errors.OpError, ValueError):
+            return None
+        if not np.all(np.isfinite(y)):
+            return None
+        b = y[0]
+        p, n = y[1] - b, b - y[2]
+        want = np.where(v >= 0, v * p, v * n) + b
+        tol = 1e-5 * (np.abs(v) * (np.abs(p) + np.abs(n)) + np.abs(b)) + 1e-30
+        if not np.all(np.abs(y - want) <= tol) or np.all(p == n):
+            return None
+        return np.stack([p, n]).astype(np.float32), b.astype(np.float32)
 
     def _match_lookup(self, x, first):
         """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and scalar
@@ -916,9 +1023,10 @@ class QuantizePlan:
     # ---------------------------------------------------------------- calibration needs
     @property
     def lookup_tensors(self) -> set[str]:
-        """Inputs and outputs of lookup tables: any zero point costs a table nothing, so these
-        get the asymmetric scheme (swish's output, ≥ −0.28, keeps nearly 8 bits)."""
-        return {t for grp in self.groups.values() if grp.kind == "lookup"
+        """Inputs and outputs of lookup tables and two-slope functions: any zero point costs
+        them nothing, so these get the asymmetric scheme (swish's output, ≥ −0.28, keeps nearly
+        8 bits; so does a PReLU's small negative side)."""
+        return {t for grp in self.groups.values() if grp.kind in ("lookup", "prelu")
                 for t in (grp.inputs[0], grp.out_node + ":0")}
 
     @property
@@ -942,7 +1050,7 @@ class QuantizePlan:
         """FP32 tensors whose ranges the calibration must measure."""
         need = set()
         for grp in self.groups.values():
-            if grp.kind in ("conv", "depthwise", "matmul", "add", "mul", "concat", "lookup",
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "mul", "concat", "lookup", "prelu",
                             "channel_mul", "layernorm"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
@@ -1209,6 +1317,16 @@ class QuantizePlan:
             nd.input.append(ins_q[0])
             gate = grp.attrs["gate"]
             nd.input.append(gate[:-2] if gate.endswith(":0") else gate)
+            qin = qp[grp.inputs[0]]
+            a["input_scale"].f = qin.scale
+            a["input_zero_point"].i = qin.zero_point
+            a["output_scale"].f = qp[t].scale
+            a["output_zero_point"].i = qp[t].zero_point
+        elif grp.kind == "prelu":
+            nd.op = "Tfq8Prelu"
+            nd.input.append(ins_q[0])
+            nd.input.append(self._const(out, nd.name + "/slopes", grp.attrs["slopes"], tf.float32))
+            nd.input.append(self._const(out, nd.name + "/bias", grp.attrs["bias"], tf.float32))
             qin = qp[grp.inputs[0]]
             a["input_scale"].f = qin.scale
             a["input_zero_point"].i = qin.zero_point

@@ -1,5 +1,5 @@
 // Elementwise INT8 conversions: f32→u8 quantize, u8/s32→f32 dequantize, u8→u8 requantize,
-// u8→u8 table lookup, u8→u8 per-channel multiply by an f32 gate.
+// u8→u8 table lookup, u8→u8 per-channel multiply by an f32 gate, u8→u8 per-channel two-slope.
 // Numerics: docs/int8_numerics.md ("Quantize", "Dequantize", "Requantize and Concat").
 // One micro-kernel per ISA (files named after the function); Get*Kernel(isa) is the table.
 #ifndef TFQ8_KERNELS_CPU_ELEMENTWISE_H_
@@ -57,6 +57,28 @@ RequantizeParams MakeRequantizeParams(float in_scale, int in_zero_point, float o
 // caller with ChannelMulMultipliers; then t = float(q - in_zero_point) * mult[c], clamped as in
 // Quantize (NaN → lo) and rounded. Reuses RequantizeParams; its `mul` is unused.
 void ChannelMulMultipliers(size_t n, const float* gate, const RequantizeParams& p, float* mult);
+
+// Per-channel two-slope (Tfq8Prelu: PReLU, a per-channel affine after a ReLU): every row of
+// `channels` bytes; d = q - in_zero_point; t = float(d) * (d >= 0 ? pos[c] : neg[c]);
+// t = t + add[c]; clamped and rounded as in Requantize. pos, neg = f32(slope·s_in/s_out) and
+// add = f32(bias/s_out), computed in double by PReluMultipliers. Reuses RequantizeParams (its
+// `mul` is unused). AVX512 CPUs run the AVX2 kernel.
+struct PReluMultipliers {
+  std::vector<float> pos, neg, add;
+  // slopes: [2, channels] (row 0 for d >= 0, row 1 for d < 0); bias: [channels].
+  PReluMultipliers(size_t channels, const float* slopes, const float* bias, float in_scale,
+                   float out_scale);
+};
+using PReluFn = void (*)(size_t rows, size_t channels, const uint8_t* x,
+                         const float* pos, const float* neg, const float* add, uint8_t* y,
+                         const RequantizeParams& p);
+void qu8_vprelu_ukernel__ref(size_t rows, size_t channels, const uint8_t* x,
+                             const float* pos, const float* neg, const float* add, uint8_t* y,
+                             const RequantizeParams& p);
+void qu8_vprelu_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x,
+                              const float* pos, const float* neg, const float* add, uint8_t* y,
+                             const RequantizeParams& p);
+PReluFn GetPReluKernel(Isa isa);
 
 // x[0] is element `phase` (mod p.period) of the pattern; returns whether x had a NaN.
 using QuantizeChannelsFn = bool (*)(size_t n, size_t phase, const float* x, uint8_t* y,

@@ -97,6 +97,31 @@ void qu8_vchanmul_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x, 
   }
 }
 
+void qu8_vprelu_ukernel__avx2(size_t rows, size_t channels, const uint8_t* x,
+                              const float* pos, const float* neg, const float* add, uint8_t* y,
+                              const RequantizeParams& p) {
+  const __m256 lo = _mm256_set1_ps(p.lo), hi = _mm256_set1_ps(p.hi);
+  const __m256i zi = _mm256_set1_epi32(p.in_zero_point), zo = _mm256_set1_epi32(p.out_zero_point);
+  const __m256i minus1 = _mm256_set1_epi32(-1);
+  const size_t body = channels & ~size_t{7};
+  for (size_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    for (size_t c = 0; c < body; c += 8) {
+      const __m256i d = _mm256_sub_epi32(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + c))), zi);
+      const __m256 nonneg = _mm256_castsi256_ps(_mm256_cmpgt_epi32(d, minus1));
+      const __m256 mult = _mm256_blendv_ps(_mm256_loadu_ps(neg + c),
+                                           _mm256_loadu_ps(pos + c), nonneg);
+      __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(d), mult);
+      t = _mm256_add_ps(t, _mm256_loadu_ps(add + c));
+      t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+      Store8(y + c, _mm256_add_epi32(_mm256_cvtps_epi32(t), zo));
+    }
+    if (body < channels)
+      qu8_vprelu_ukernel__ref(1, channels - body, x + body, pos + body, neg + body, add + body,
+                              y + body, p);
+  }
+}
+
 void qu8_vlut_ukernel__avx2(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table) {
   // Row r of the table (entries 16r..16r+15) in both lanes, and r in the high nibble. For row
   // r, x ^ (r << 4) has high nibble 0 exactly for the bytes that row serves; adding 0x70 with

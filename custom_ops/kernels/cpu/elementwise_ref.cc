@@ -102,6 +102,36 @@ void qu8_vchanmul_ukernel__ref(size_t rows, size_t channels, const uint8_t* x, c
   }
 }
 
+PReluMultipliers::PReluMultipliers(size_t channels, const float* slopes, const float* bias,
+                                   float in_scale, float out_scale)
+    : pos(channels), neg(channels), add(channels) {
+  const double r = static_cast<double>(in_scale) / static_cast<double>(out_scale);
+  for (size_t c = 0; c < channels; ++c) {
+    pos[c] = static_cast<float>(static_cast<double>(slopes[c]) * r);
+    neg[c] = static_cast<float>(static_cast<double>(slopes[channels + c]) * r);
+    add[c] = static_cast<float>(static_cast<double>(bias[c]) / static_cast<double>(out_scale));
+  }
+}
+
+void qu8_vprelu_ukernel__ref(size_t rows, size_t channels, const uint8_t* x,
+                             const float* pos, const float* neg, const float* add, uint8_t* y,
+                             const RequantizeParams& p) {
+  for (size_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    for (size_t c = 0; c < channels; ++c) {
+      const int32_t d = static_cast<int32_t>(x[c]) - p.in_zero_point;
+      float t = static_cast<float>(d) * (d >= 0 ? pos[c] : neg[c]);
+      t = t + add[c];
+      t = t >= p.lo ? t : p.lo;
+      t = t <= p.hi ? t : p.hi;
+      y[c] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + p.out_zero_point);
+    }
+  }
+}
+
+PReluFn GetPReluKernel(Isa isa) {
+  return isa == Isa::kRef ? qu8_vprelu_ukernel__ref : qu8_vprelu_ukernel__avx2;
+}
+
 void qu8_vlut_ukernel__ref(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table) {
   size_t i = 0;
   for (; i + 4 <= n; i += 4) {  // four independent loads per iteration
