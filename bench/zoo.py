@@ -44,9 +44,14 @@ DEFAULT_MODELS = {
     "NASNetMobile": (224, {}),  # NASNet only builds at 224 without weights
     "InceptionResNetV2": (96, {}),
     "ConvNeXtTiny": (64, {"include_preprocessing": False}),
-    # not a Keras application: a small segmentation net (see _unet)
+    # not Keras applications: a small segmentation net (see _unet), a WaveNet-style 1-D net on
+    # the image rows (_gated_tcn) and a MobileFaceNet-style PReLU net (_prelu_facenet)
     "UNetSmall": (64, {}),
+    "GatedTCN": (64, {}),
+    "PReLUFaceNet": (96, {}),
 }
+CUSTOM = {"UNetSmall": lambda size: _unet(size), "GatedTCN": lambda size: _gated_tcn(size),
+          "PReLUFaceNet": lambda size: _prelu_facenet(size)}
 
 
 def _unet(size, classes=8):
@@ -71,6 +76,51 @@ def _unet(size, classes=8):
     return keras.Model(inp, L.Conv2D(classes, 1)(L.Add()([d1, ctx])), name="unet_small")
 
 
+def _gated_tcn(size, classes=10):
+    """WaveNet-style 1-D net over the image's rows (each row a step of width·3 features):
+    causal dilated Conv1D, gated activations tanh·sigmoid, residual and skip sums, global max
+    pooling — 1-D convs, Tfq8Mul and a max reduction on uint8."""
+    import keras
+    L = keras.layers
+    inp = keras.Input((size, size, 3))
+    x = L.Conv1D(32, 1)(L.Reshape((size, size * 3))(inp))
+    skips = []
+    for rate in (1, 2, 4, 8):
+        f = L.Conv1D(32, 3, padding="causal", dilation_rate=rate, activation="tanh")(x)
+        g = L.Conv1D(32, 3, padding="causal", dilation_rate=rate, activation="sigmoid")(x)
+        z = L.Multiply()([f, g])
+        skips.append(L.Conv1D(32, 1)(z))
+        x = L.Add()([x, L.Conv1D(32, 1)(z)])
+    y = L.ReLU()(L.Add()(skips))
+    y = L.Conv1D(64, 1, activation="relu")(y)
+    return keras.Model(inp, L.Dense(classes)(L.GlobalMaxPooling1D()(y)), name="gated_tcn")
+
+
+def _prelu_facenet(size, dim=128):
+    """MobileFaceNet-style embedding net: conv/BN/PReLU (per channel), depthwise blocks with
+    linear bottlenecks and residual adds, a global depthwise conv, a linear embedding."""
+    import keras
+    L = keras.layers
+
+    def cbp(x, ch, k=1, s=1, dw=False):
+        conv = (L.DepthwiseConv2D(k, s, padding="same", use_bias=False) if dw else
+                L.Conv2D(ch, k, s, padding="same", use_bias=False))
+        return L.PReLU(shared_axes=[1, 2])(L.BatchNormalization()(conv(x)))
+
+    inp = keras.Input((size, size, 3))
+    x = cbp(inp, 32, 3, 2)
+    x = cbp(x, 32, 3, dw=True)
+    for ch, stride in ((48, 2), (48, 1), (64, 2), (64, 1)):
+        y = cbp(x, ch * 2)
+        y = cbp(y, ch * 2, 3, stride, dw=True)
+        y = L.BatchNormalization()(L.Conv2D(ch, 1, use_bias=False)(y))
+        x = L.Add()([x, y]) if stride == 1 and x.shape[-1] == ch else y
+    x = cbp(x, 256)
+    x = L.BatchNormalization()(L.DepthwiseConv2D(x.shape[1], use_bias=False)(x))   # GDC
+    x = L.Conv2D(dim, 1, use_bias=False)(x)
+    return keras.Model(inp, L.Flatten()(L.BatchNormalization()(x)), name="prelu_facenet")
+
+
 def _photos(size, n_calib, n_eval):
     try:
         from tests.e2e import datasets
@@ -88,13 +138,16 @@ def _photos(size, n_calib, n_eval):
 def build(name, size, kwargs, bn_data, seed=0):
     import keras
     keras.utils.set_random_seed(seed)
-    if name == "UNetSmall":
-        model = _unet(size)
+    if name in CUSTOM:
+        model = CUSTOM[name](size)
     else:
         ctor = getattr(keras.applications, name)
         model = ctor(weights=None, input_shape=(size, size, 3), classes=1000,
                      classifier_activation=None, **kwargs)
     rng = np.random.default_rng(seed)
+    for layer in model.layers:      # trained PReLU slopes are not Keras' initial zeros
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(0.05, 0.3, layer.alpha.shape).astype(np.float32))
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     momenta = []
     for layer in bns:

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from tfq8.graph import Editor, GraphIndex, get_attr, make_node
 from tfq8.graph.names import canonical, parse_input
-from tfq8.passes.pipeline import Pass, PassContext, PassResult
+from tfq8.passes.pipeline import Note, Pass, PassContext, PassResult
 
 UNARY = {"Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus", "Softsign",
          "Neg", "Abs", "Square", "Sqrt", "Rsqrt", "Exp", "Log", "Log1p", "Erf", "Erfc",
@@ -119,7 +119,6 @@ class _Round:
         self._expanded: Dict[str, str] = {}
 
     def notes(self, pass_name):
-        from tfq8.passes.pipeline import Note
         return [Note(pass_name, kind, node, msg) for kind, node, msg in self._notes]
 
     # ------------------------------------------------------------ unit-axis nodes
@@ -179,9 +178,11 @@ class _Round:
                 why = self.lift(n)
                 if why is None:
                     self.done.add(n.name)
-                    self._notes.append(("rewrite", n.name, f"{n.op} moved to the 4-D form "
-                                        f"({'after a Squeeze' if push else 'before an ExpandDims'})"))
+                    where = "after a Squeeze" if push else "before an ExpandDims"
+                    self._notes.append(("rewrite", n.name,
+                                        f"{n.op} moved to the 4-D form ({where})"))
                 elif push:
+                    self.done.add(n.name)     # the reasons do not change: say it once
                     self._notes.append(("info", n.name, f"{n.op} after a 1-D conv stays 3-D: "
                                                         f"{why}"))
         if not self.ed.changed:

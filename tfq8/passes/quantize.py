@@ -1050,8 +1050,8 @@ class QuantizePlan:
         """FP32 tensors whose ranges the calibration must measure."""
         need = set()
         for grp in self.groups.values():
-            if grp.kind in ("conv", "depthwise", "matmul", "add", "mul", "concat", "lookup", "prelu",
-                            "channel_mul", "layernorm"):
+            if grp.kind in ("conv", "depthwise", "matmul", "add", "mul", "concat", "lookup",
+                            "prelu", "channel_mul", "layernorm"):
                 need.add(grp.out_node + ":0")
             for t in grp.inputs + ([grp.summand] if grp.summand else []):
                 if not self._is_int8_tensor(t):
