@@ -17,9 +17,14 @@ s·v + b; the crop starts at p. Every output is the same sum of the same product
 another order), so the values agree to float rounding; the conv does ⌈k/s⌉²·s² MACs per output
 channel and input pixel against k² (equal for k = s, e.g. U-Net's 2×2 stride-2 up-convs).
 
-Matched only with static shapes (inferred at batch 2), a constant filter, equal row and column
-strides (DepthToSpace has one block size), no dilation, NHWC and float32; refused with a note
-otherwise.
+Unequal strides (s_h, s_w) — Keras ``Conv1DTranspose``, which TF runs as a 2-D one with stride
+(1, s) — work the same with s_h·s_w phases, channel (a·s_w + b)·O + o; DepthToSpace has one
+block size, so they are interleaved by Reshape [N, H', W', s_h, s_w, O] → Transpose (rows and
+phases) → Reshape [N, H'·s_h, W'·s_w, O], or by one Reshape when s_h = 1 (the 1-D case: phase b
+of column v lands at s_w·v + b in row-major order). All of it is data movement on uint8.
+
+Matched only with static shapes (inferred at batch 2), a constant filter, no dilation, NHWC and
+float32; refused with a note otherwise.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ class TransposedConv(Pass):
             if isinstance(plan, str):
                 notes.refuse(node.name, f"transposed conv stays FP32: {plan}")
                 continue
-            x, filt, s, (kh, kw), (ph, pw), (ho, wo, o) = plan
+            x, filt, (sh, sw), (kh, kw), (ph, pw), (ho, wo, o), (hp, wp) = plan
             name = node.name
             f = ed.add_const(name + "/phase_filter", filt, before=name)
             conv = ed.add_node("Conv2D", name + "/phases", [x, f],
@@ -54,33 +59,56 @@ class TransposedConv(Pass):
                                 "explicit_paddings": [0, 0, kh - 1, kh - 1, kw - 1, kw - 1, 0, 0],
                                 "data_format": "NHWC", "dilations": [1, 1, 1, 1],
                                 "use_cudnn_on_gpu": True}, before=name)
-            d2s = ed.add_node("DepthToSpace", name + "/interleave", [conv.name],
-                              {"T": tf.float32, "block_size": s, "data_format": "NHWC"},
-                              before=name)
+            d2s = _interleave(ed, name, conv.name, sh, sw, hp, wp, o)
             begin = ed.add_const(name + "/crop_begin", np.array([0, ph, pw, 0], np.int32),
                                  before=name)
             size = ed.add_const(name + "/crop_size", np.array([-1, ho, wo, o], np.int32),
                                 before=name)
             ed.replace(make_node("Slice", name, [d2s.name, begin, size],
                                  {"T": tf.float32, "Index": tf.int32}, device=node.device))
-            notes.rewrite(name, f"Conv2DBackpropInput stride {s}, {filt.shape[0]}×"
+            how = "DepthToSpace" if sh == sw else "Reshape" if sh == 1 else \
+                "Reshape → Transpose → Reshape"
+            notes.rewrite(name, f"Conv2DBackpropInput stride {sh}×{sw}, {filt.shape[0]}×"
                                 f"{filt.shape[1]} phase kernels ⇒ Conv2D ({filt.shape[3]} "
-                                "channels) → DepthToSpace → Slice")
+                                f"channels) → {how} → Slice")
         changed = ed.changed
         return PassResult(ed.finish() if changed else graph_def, changed, list(notes))
 
 
+def _interleave(ed, name, phases, sh, sw, hp, wp, o):
+    """The phases conv's output [N, H', W', (s_h·s_w)·O] as [N, H'·s_h, W'·s_w, O]."""
+    if sh == sw:
+        return ed.add_node("DepthToSpace", name + "/interleave", [phases],
+                           {"T": tf.float32, "block_size": sh, "data_format": "NHWC"},
+                           before=name)
+
+    def reshape(src, suffix, dims):
+        shape = ed.add_const(name + f"/{suffix}_shape", np.array(dims, np.int32), before=name)
+        return ed.add_node("Reshape", name + f"/{suffix}", [src, shape],
+                           {"T": tf.float32, "Tshape": tf.int32}, before=name)
+
+    if sh == 1:
+        return reshape(phases, "interleave", [-1, hp, wp * sw, o])
+    split = reshape(phases, "phases_split", [-1, hp, wp, sh, sw, o]).name
+    perm = ed.add_const(name + "/phases_perm", np.array([0, 1, 3, 2, 4, 5], np.int32),
+                        before=name)
+    moved = ed.add_node("Transpose", name + "/phases_rows", [split, perm],
+                        {"T": tf.float32, "Tperm": tf.int32}, before=name)
+    return reshape(moved.name, "interleave", [-1, hp * sh, wp * sw, o])
+
+
 def _plan(index, shapes, node):
-    """(x, phase filter, s, (Kh, Kw), (p_h, p_w), (Ho, Wo, O)) or the reason for refusing."""
+    """(x, phase filter, (s_h, s_w), (Kh, Kw), (p_h, p_w), (Ho, Wo, O), (H', W')) or the reason
+    for refusing. H', W': the phases conv's output size."""
     if get_attr(node, "data_format", "NHWC") != "NHWC" or get_attr(node, "T", tf.float32) != \
             tf.float32:
         return "not an NHWC float32 op"
     if any(d != 1 for d in get_attr(node, "dilations", [1, 1, 1, 1])):
         return "dilated"
     strides = get_attr(node, "strides", [1, 1, 1, 1])
-    if strides[0] != 1 or strides[3] != 1 or strides[1] != strides[2]:
-        return f"strides {strides} (rows and columns must be equal)"
-    s = strides[1]
+    if strides[0] != 1 or strides[3] != 1:
+        return f"strides {strides} over the batch or the channels"
+    sh, sw = strides[1], strides[2]
     _, w_t, x = index.data_inputs(node)[:3]
     w = index.const_value(w_t)
     if w is None or w.ndim != 4:
@@ -93,7 +121,7 @@ def _plan(index, shapes, node):
         return "filter does not match the input and output channels"
     padding = get_attr(node, "padding")
     pads = []
-    for dim, (k, h, ho) in enumerate(((kh, xs[1], ys[1]), (kw, xs[2], ys[2]))):
+    for dim, (k, h, ho, s) in enumerate(((kh, xs[1], ys[1], sh), (kw, xs[2], ys[2], sw))):
         if padding == "VALID":
             p = 0
         elif padding == "SAME":
@@ -106,17 +134,18 @@ def _plan(index, shapes, node):
         if ho + p > s * (h + big_k - 1) or -(-ho // s) > h + big_k:
             return "output size does not fit the input (unusual output_padding)"
         pads.append(p)
-    big_kh, big_kw = -(-kh // s), -(-kw // s)
-    filt = np.zeros((big_kh, big_kw, c, s * s * o), np.float32)
-    for a in range(s):
-        for b in range(s):
+    big_kh, big_kw = -(-kh // sh), -(-kw // sw)
+    filt = np.zeros((big_kh, big_kw, c, sh * sw * o), np.float32)
+    for a in range(sh):
+        for b in range(sw):
             for jh in range(big_kh):
-                th = a + s * (big_kh - 1 - jh)
+                th = a + sh * (big_kh - 1 - jh)
                 if th >= kh:
                     continue
                 for jw in range(big_kw):
-                    tw = b + s * (big_kw - 1 - jw)
+                    tw = b + sw * (big_kw - 1 - jw)
                     if tw < kw:
-                        ch = (a * s + b) * o
+                        ch = (a * sw + b) * o
                         filt[jh, jw, :, ch:ch + o] = w[th, tw].T
-    return x, filt, s, (big_kh, big_kw), tuple(pads), (ys[1], ys[2], o)
+    return (x, filt, (sh, sw), (big_kh, big_kw), tuple(pads), (ys[1], ys[2], o),
+            (xs[1] + big_kh - 1, xs[2] + big_kw - 1))
