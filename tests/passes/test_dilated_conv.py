@@ -59,3 +59,39 @@ def test_dilated_conv_runs_in_int8_bit_exactly():
     np.testing.assert_array_equal(got, conv_reference(q.graph_def, conv, xq))
     cos = cosine_rows(model(x[12:]).numpy(), q(x[12:]).numpy())
     assert cos.min() >= 0.999, cos   # two INT8 convs: ~1e-3 relative noise
+
+
+def test_unknown_spatial_sizes_become_one_dilated_conv():
+    """With H, W unknown TF computes the space-to-batch paddings and crops at run time; they
+    are evaluated at a few sizes, and the one dilated conv must agree at any other size."""
+    keras.utils.set_random_seed(18)
+    inp = keras.Input((None, None, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same", dilation_rate=3)(y))
+    frozen = load_model(model)
+    r = Pipeline([DilatedConv()]).run(frozen.graph_def, PassContext.for_model(frozen))
+    assert len(r.results["dilated_conv"].rewrites) == 2, r.results["dilated_conv"].notes
+    ops = [n.op for n in r.graph_def.node]
+    assert "SpaceToBatchND" not in ops and "FloorMod" not in ops, ops
+    for h, w in ((9, 12), (17, 5), (33, 34)):
+        x = RNG.normal(0, 1, (2, h, w, 3)).astype(np.float32)
+        got = _run_graph(r.graph_def, {frozen.inputs[0].tensor: x}, [frozen.outputs[0].tensor])[0]
+        want = model(x).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_variable_length_causal_conv1d_runs_int8():
+    keras.utils.set_random_seed(19)
+    inp = keras.Input((None, 4))
+    y = keras.layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu")(inp)
+    y = keras.layers.Conv1D(8, 3, padding="causal", dilation_rate=4, activation="relu")(y)
+    model = keras.Model(inp, keras.layers.Conv1D(3, 1)(y))
+    x = RNG.normal(0, 1, (16, 40, 4)).astype(np.float32)
+    q = tfq8.quantize(model, x, tfq8.QuantConfig(verbose=False, method="minmax"))
+    ops = [n.op for n in q.graph_def.node]
+    assert "SpaceToBatchND" not in ops and ops.count("Tfq8Conv2D") == 3, ops
+    assert ops.count("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    for length in (40, 23, 77):
+        xt = RNG.normal(0, 1, (3, length, 4)).astype(np.float32)
+        cos = cosine_rows(model(xt).numpy(), q(xt).numpy())
+        assert cos.min() >= 0.995, (length, cos)   # three INT8 convs on a random model

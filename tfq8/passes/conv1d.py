@@ -26,8 +26,9 @@ Every step computes the same values (up to nothing: no arithmetic changes):
   too (BiasAdd only in NHWC, where the bias is the last axis);
 * Pad / PadV2 / MirrorPad: a [0, 0] row for the unit axis;
 * SpaceToBatchND / BatchToSpaceND over the length axis (one block dimension): block [1, b],
-  paddings/crops [[0, 0], ...] — the same batch order, as the unit axis contributes a factor 1
-  (then ``dilated_conv`` turns it into one dilated conv);
+  paddings/crops [[0, 0], ...] (a Concat in the graph when they are computed at run time, for
+  an unknown length) — the same batch order, as the unit axis contributes a factor 1 (then
+  ``dilated_conv`` turns it into one dilated conv);
 * ConcatV2: the axis index shifted past the unit axis;
 * Mean / Max / Min / Sum / Prod over constant axes (push down only): axes shifted, and the unit
   axis reduced as well (keep_dims: a Squeeze follows).
@@ -239,13 +240,27 @@ class _Round:
                                              np.insert(p, 1, 0, axis=0), before=n.name)
             elif n.op in SPACE_BATCH:
                 block, p = idx.const_value(ins[1]), idx.const_value(ins[2])
-                if block is None or p is None or block.shape != (1,) or p.shape != (1, 2):
+                if block is None or block.shape != (1,):
                     return "not a constant block over the length axis alone"
                 new_inputs[1] = ed.add_const(n.name + "/rank4_block",
                                              np.concatenate([[1], block]).astype(block.dtype),
                                              before=n.name)
-                new_inputs[2] = ed.add_const(n.name + "/rank4_pads",
-                                             np.concatenate([np.zeros_like(p), p]), before=n.name)
+                if p is not None:
+                    if p.shape != (1, 2):
+                        return "paddings/crops are not [1, 2]"
+                    new_inputs[2] = ed.add_const(n.name + "/rank4_pads",
+                                                 np.concatenate([np.zeros_like(p), p]),
+                                                 before=n.name)
+                else:
+                    # computed at run time (unknown length): a zero row in front, in the graph
+                    dtype = self._dtype(ins[2])
+                    zero = ed.add_const(n.name + "/rank4_pads_row",
+                                        np.zeros((1, 2), dtype.as_numpy_dtype), before=n.name)
+                    axis = ed.add_const(n.name + "/rank4_pads_axis", np.asarray(0, np.int32),
+                                        before=n.name)
+                    new_inputs[2] = ed.add_node(
+                        "ConcatV2", n.name + "/rank4_pads", [zero, ins[2], axis],
+                        {"N": 2, "T": dtype, "Tidx": tf.int32}, before=n.name).name
             elif n.op == "ConcatV2":
                 axis = idx.const_value(ins[-1])
                 if axis is None or out_rank != 3:

@@ -13,13 +13,21 @@ rows i + dh·a and columns j + dw·b — exactly the dilated conv with the same 
 trailing pads less the crops. As one node it is one INT8 conv (tfq8's kernels take dilations)
 instead of a conv between two FP32 rearrangements, and the other passes see a plain conv.
 
+With unknown spatial sizes (a fully convolutional net, a variable-length Conv1D) TF computes the
+paddings and crops at run time (``required_space_to_batch_paddings``: the base pads, plus what
+makes the size a multiple of the block at the end, cropped again). Those are evaluated for three
+input sizes; the rewrite is made only if the leading pads and the trailing pads less the crops
+are the same for all of them — what makes the result one dilated conv with fixed pads.
+
 Only Conv2D: TF's CPU depthwise conv has no dilation, so a depthwise conv in this form stays as
-it is (its conv still runs in INT8). Refused (no rewrite): non-constant block shapes, paddings or
-crops, crops at the start, crops larger than the trailing pads, an inner conv that is strided,
-dilated, not VALID or not NHWC, intermediates with other readers.
+it is (its conv still runs in INT8). Refused (no rewrite): block shapes, paddings or crops that
+are neither constant nor of that run-time form, crops at the start, crops larger than the
+trailing pads, an inner conv that is strided, dilated, not VALID or not NHWC, intermediates
+with other readers.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfq8.graph import Editor, get_attr, make_node
@@ -43,13 +51,13 @@ class DilatedConv(Pass):
             if s2b.op != "SpaceToBatchND":
                 continue
             reason = _check(index, s2b, conv, b2s)
-            if reason is not None:
+            if reason is None:
+                reason = _values(graph_def, ctx, index, s2b, b2s)
+            if isinstance(reason, str):
                 notes.refuse(b2s.name, f"dilated conv {conv.name} left in space-to-batch form: "
                                        f"{reason}")
                 continue
-            block = [int(v) for v in index.const_value(index.data_inputs(s2b)[1])]
-            pads = index.const_value(index.data_inputs(s2b)[2]).astype(int)
-            crops = index.const_value(index.data_inputs(b2s)[2]).astype(int)
+            block, pads, crops = reason
             explicit = [0, 0, int(pads[0, 0]), int(pads[0, 1] - crops[0, 1]),
                         int(pads[1, 0]), int(pads[1, 1] - crops[1, 1]), 0, 0]
             x = index.data_inputs(s2b)[0]
@@ -69,23 +77,76 @@ class DilatedConv(Pass):
         return PassResult(ed.finish() if changed else graph_def, changed, list(notes))
 
 
+# input sizes at which run-time paddings and crops are evaluated (unknown dims; batch 1)
+TRIAL_SIZES = (29, 48, 67)
+
+
+def _values(graph_def, ctx, index, s2b, b2s):
+    """(block, paddings, crops) of a dilated conv in space-to-batch form, with the crops' and
+    pads' run-time parts taken out (see the module docstring), or why not."""
+    tensors = [index.data_inputs(s2b)[1], index.data_inputs(s2b)[2],
+               index.data_inputs(b2s)[1], index.data_inputs(b2s)[2]]
+    consts = [index.const_value(t) for t in tensors]
+    trials = [consts] if all(v is not None for v in consts) else _evaluate(graph_def, ctx,
+                                                                           tensors)
+    if isinstance(trials, str):
+        return trials
+    fixed = set()
+    for block, pads, block2, crops in trials:
+        if (block.shape != (2,) or pads.shape != (2, 2) or crops.shape != (2, 2)
+                or list(block) != list(block2)):
+            return "not a 2-D spatial block of the same shape on both sides"
+        if crops[0, 0] or crops[1, 0] or (crops[:, 1] > pads[:, 1]).any() or (pads < 0).any():
+            return f"crops {crops.tolist()} do not only undo trailing paddings {pads.tolist()}"
+        fixed.add((tuple(int(b) for b in block), tuple(int(p) for p in pads[:, 0]),
+                   tuple(int(p) for p in pads[:, 1] - crops[:, 1])))
+    if len(fixed) != 1:
+        return "the run-time paddings less the crops change with the input size"
+    block, lead, trail = fixed.pop()
+    pads = np.array([[lead[0], trail[0]], [lead[1], trail[1]]])
+    return list(block), pads, np.zeros((2, 2), int)
+
+
+def _evaluate(graph_def, ctx, tensors):
+    """The tensors' values with the model inputs at TRIAL_SIZES (zeros, batch 1), one list per
+    size; or why not."""
+    by_name = {n.name: n for n in graph_def.node}
+    feeds_for = []
+    for size in TRIAL_SIZES:
+        feeds = {}
+        for t in ctx.inputs:
+            node = by_name.get(t.rpartition(":")[0])
+            if node is None or node.op != "Placeholder" or "shape" not in node.attr:
+                return "block shape, paddings or crops are not constant (unknown input shape)"
+            shape = tf.TensorShape(node.attr["shape"].shape)
+            if shape.rank is None:
+                return "block shape, paddings or crops are not constant (unknown input rank)"
+            dims = [d if d is not None else (1 if i == 0 else size + 3 * i)
+                    for i, d in enumerate(shape.as_list())]
+            feeds[t] = np.zeros(dims, tf.as_dtype(node.attr["dtype"].type).as_numpy_dtype)
+        feeds_for.append(feeds)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    out = []
+    try:
+        with tf.compat.v1.Session(graph=graph) as sess:
+            for feeds in feeds_for:
+                out.append([np.asarray(v).astype(int) for v in sess.run(list(tensors), feeds)])
+    except (tf.errors.OpError, ValueError, TypeError) as e:
+        return (f"block shape, paddings or crops are not constant and could not be evaluated "
+                f"({type(e).__name__})")
+    return out
+
+
 def _check(index, s2b, conv, b2s):
-    """None if the three nodes are a dilated conv in space-to-batch form, else why not."""
+    """None if the three nodes are a conv between a SpaceToBatchND and a BatchToSpaceND that
+    could be one dilated conv (their block, paddings and crops are checked by _values), else
+    why not."""
     for n in (s2b, conv):
         edges = index.consumers(n.name + ":0")
         if len(edges) != 1 or index.is_output(n.name + ":0") or index.control_consumers(n.name):
             return f"{n.name} has other readers"
-    block = index.const_value(index.data_inputs(s2b)[1])
-    pads = index.const_value(index.data_inputs(s2b)[2])
-    block2 = index.const_value(index.data_inputs(b2s)[1])
-    crops = index.const_value(index.data_inputs(b2s)[2])
-    if any(v is None for v in (block, pads, block2, crops)):
-        return "block shape, paddings or crops are not constant"
-    if (block.shape != (2,) or pads.shape != (2, 2) or crops.shape != (2, 2)
-            or list(block) != list(block2)):
-        return "not a 2-D spatial block of the same shape on both sides"
-    if crops[0, 0] or crops[1, 0] or (crops[:, 1] > pads[:, 1]).any() or (pads < 0).any():
-        return f"crops {crops.tolist()} do not only undo trailing paddings {pads.tolist()}"
     if get_attr(conv, "data_format", "NHWC") != "NHWC" or get_attr(conv, "padding") != "VALID":
         return "the inner conv is not a VALID NHWC conv"
     if (get_attr(conv, "strides", [1, 1, 1, 1]) != [1, 1, 1, 1]
