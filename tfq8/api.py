@@ -601,7 +601,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
         table = Calibrator(run, config.method, num_samples=config.num_samples,
                            percentile=config.percentile, scheme=config.activation_scheme,
                            asymmetric=plan.lookup_tensors,
-                           full_range=plan.max_read_tensors,
+                           full_range=plan.full_range_tensors,
                            verbose=config.verbose,
                            metadata={"signature": frozen.signature_name}).calibrate(batches)
         eq = result.results.get("equalize")

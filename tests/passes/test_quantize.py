@@ -471,6 +471,49 @@ def test_data_movement_between_int8_ops_runs_on_uint8_exactly():
     assert cos.min() >= 0.995, cos   # 4 INT8 layers and an add on a random model
 
 
+def test_an_int8_tensor_that_is_also_a_model_output_is_not_clipped():
+    """A conv output that the user sees (a model output) and INT8 layers read: the conv writes
+    f32 for the output and a Quantize feeds its INT8 readers, so the output carries no output
+    rounding or percentile clipping. A max pool's output in the same position (an op that writes
+    only uint8) makes its input quantized over its full observed range instead."""
+    keras.utils.set_random_seed(15)
+    inp = keras.Input((8, 8, 3))
+    feat = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    pooled = keras.layers.MaxPooling2D(2)(keras.layers.Conv2D(8, 3, padding="same",
+                                                              activation="relu")(feat))
+    head = keras.layers.Conv2D(4, 1)(pooled)
+    model = keras.Model(inp, [head, feat, pooled])
+    x = RNG.normal(0, 1, (24, 8, 8, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], tfq8.QuantConfig(verbose=False, method="percentile",
+                                                       percentile=99.0))
+    nodes = {n.name: n for n in q.graph_def.node}
+    # the first conv: reads the input's Quantize
+    (fc,) = [n for n in q.graph_def.node if n.op == "Tfq8Conv2D"
+             and nodes[n.input[0].split(":")[0]].op == "Tfq8Quantize"
+             and nodes[nodes[n.input[0].split(":")[0]].input[0].split(":")[0]].op == "Placeholder"]
+    assert fc.attr["out_type"].type == tf.float32.as_datatype_enum
+    readers = [n.op for n in q.graph_def.node if any(i.split(":")[0] == fc.name for i in n.input)]
+    assert "Tfq8Quantize" in readers, readers
+    # the feature output is the conv's f32 result: numpy_ref's f32 conv on its uint8 input
+    (feed,) = [n.name + ":0" for n in q.graph_def.node if n.op == "Placeholder"]
+    xq, got = _run_int8_tensors(q.graph_def, {feed: x[16:]}, [fc.input[0], fc.name])
+    w, b, ws = (tf.make_ndarray(nodes[fc.input[i]].attr["value"].tensor) for i in (1, 2, 3))
+    want = numpy_ref.conv2d(xq, w, b, ws, input_scale=fc.attr["input_scale"].f,
+                            input_zero_point=fc.attr["input_zero_point"].i,
+                            pads=(1, 1, 1, 1), activation="RELU", out_type="float32")
+    np.testing.assert_array_equal(got, want)
+    # the pool's output, read by the user, is the second conv's uint8 output: full observed
+    # range, not the 99th percentile
+    (pool,) = [n for n in q.graph_def.node if n.op == "Tfq8MaxPool"]
+    src = pool.input[0].split(":")[0]
+    entry = q.calibration_table[src + ":0"]
+    assert entry.qparams.method == "percentile+max" and entry.qparams.amax == entry.max
+    outs = q(x[16:])
+    outs = list(outs.values()) if isinstance(outs, dict) else list(outs)
+    got_pool = [o.numpy() for o in outs if o.shape[1:] == (4, 4, 8)][0]
+    assert got_pool.max() <= entry.max * (1 + 1e-6)
+
+
 def test_global_max_pooling_runs_on_the_uint8_codes():
     """Max over axes selects an element and dequantization is monotone, so the max of the
     codes is the code of the max: Keras' GlobalMaxPooling2D between a conv and a Dense runs

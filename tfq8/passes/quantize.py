@@ -75,6 +75,8 @@ PASSTHROUGH_OPS = {"Reshape", "Squeeze", "Identity", "ExpandDims", "StridedSlice
 # interpolates in float), Round, Cast.
 RESIZE_OPS = {"ResizeBilinear"}
 ADD_OPS = {"AddV2", "Add"}
+# Group kinds whose op can write f32 instead of uint8 (out_type).
+F32_CAPABLE = ("conv", "depthwise", "matmul")
 # What a layer norm's graph is built from (matched as a region and checked numerically).
 LAYERNORM_OPS = {"Mean", "SquaredDifference", "Sub", "Mul", "AddV2", "Add", "Neg", "Rsqrt",
                  "Sqrt", "RealDiv", "Reciprocal", "Square", "StopGradient", "Identity",
@@ -1030,20 +1032,36 @@ class QuantizePlan:
                 for t in (grp.inputs[0], grp.out_node + ":0")}
 
     @property
-    def max_read_tensors(self) -> set[str]:
-        """Calibrated tensors that Max/Min reductions (global max pooling) read, through any
-        data movement: they are quantized over their full observed range, as the reduction's
-        output is their extremes."""
-        out = set()
-        for grp in self.groups.values():
-            if grp.kind != "passthrough" or grp.attrs.get("op") not in ("Max", "Min"):
-                continue
-            t = grp.inputs[0]
+    def full_range_tensors(self) -> set[str]:
+        """Calibrated tensors quantized over their full observed range, whatever the method:
+        what Max/Min reductions (global max pooling) read, whose output is the extremes a
+        percentile or KL threshold clips; and INT8 tensors that are also model outputs (through
+        data movement), whose values the user sees, where their producer cannot write f32 for
+        the output (convs and matmuls do: see emit). Both through data movement ops."""
+        def source(t):
             while (node_of(t) in self.groups and self.groups[node_of(t)].kind
                    in ("passthrough", "pad", "maxpool")):
                 t = self.groups[node_of(t)].inputs[0]
-            out.add(t)
+            return t
+
+        out = set()
+        for grp in self.groups.values():
+            if grp.kind == "passthrough" and grp.attrs.get("op") in ("Max", "Min"):
+                out.add(source(grp.inputs[0]))
+            t = grp.out_node + ":0"
+            if self._reaches_output(t) and grp.kind not in F32_CAPABLE:
+                out.add(source(t))
         return out
+
+    def _reaches_output(self, t, depth=8):
+        """t is a graph output, or reaches one through Identity/Squeeze/Reshape-like ops."""
+        if t in self.outputs:
+            return True
+        if depth == 0:
+            return False
+        return any(self.g.nodes[c].op in PASSTHROUGH_OPS and self._reaches_output(c + ":0",
+                                                                                depth - 1)
+                   for c in self.g.consumers.get(t, []))
 
     @property
     def observe(self) -> list[str]:
@@ -1129,9 +1147,16 @@ class QuantizePlan:
         quantized_inputs: dict[str, str] = {}
         replaced = set(self.member)
 
+        # A conv/matmul output that the user sees (a model output, through data movement) and
+        # that INT8 ops read as well: the op writes f32 — the output is not clipped or rounded —
+        # and its INT8 readers get a Tfq8Quantize of it.
+        f32_written = {grp.out_node + ":0" for grp in self.groups.values()
+                       if grp.kind in F32_CAPABLE and self._reaches_output(grp.out_node + ":0")
+                       and int8_consumers(grp.out_node + ":0")}
+
         def int8_ref(t):
             """Name of the uint8 version of FP32 tensor t (inserting a Tfq8Quantize if needed)."""
-            if t in int8_out:
+            if t in int8_out and t not in f32_written:
                 node = node_of(t)
                 return node + "/int8" if needs_float(t) else node
             if t not in quantized_inputs:
@@ -1170,8 +1195,8 @@ class QuantizePlan:
             float_needed = needs_float(t)
             ins_q = [int8_ref(i) for i in grp.inputs]
             summand_q = int8_ref(grp.summand) if grp.summand else None
-            fuse_f32 = (grp.kind in ("conv", "depthwise", "matmul") and float_needed
-                        and not int8_consumers(t))
+            fuse_f32 = (grp.kind in F32_CAPABLE and float_needed
+                        and (not int8_consumers(t) or t in f32_written))
             node_name = grp.out_node if (fuse_f32 or not float_needed) else grp.out_node + "/int8"
             nd = out.node.add()
             nd.name = node_name
