@@ -6,7 +6,7 @@
     python bench/profile_model.py --ab-env TFQ8_AVX2_S16_DRIVER=v1   # + INT8 packed the old way
     python bench/profile_model.py --models mobilenetv2 --batch 1 --per-node   # + every op: µs, GMAC/s
 
-For each Keras model (weights=None, 224×224) it quantizes with tfq8.quantize (method minmax,
+For each Keras model (weights=None, 224×224; or the 1-D nets tcn1d and m5audio) it quantizes with tfq8.quantize (method minmax,
 16 random calibration images), then, with 2 threads (intra 2, inter 1):
 
 1. End to end: FP32 (tf.function over the Keras model) and INT8 (the QuantizedModel's
@@ -38,6 +38,32 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 import tfq8  # noqa: E402
 import tfq8.export  # noqa: E402
 
+def _tcn1d():
+    """A TCN: 1×1 stem, six residual blocks of two causal dilated Conv1D + BN (rates 1…32),
+    global max pooling; 4096 steps × 16 features (the conv1d pass, dilated convs, a Max)."""
+    L = tf.keras.layers
+    inp = tf.keras.Input((4096, 16))
+    y = L.Conv1D(64, 1, activation="relu")(inp)
+    for r in (1, 2, 4, 8, 16, 32):
+        z = L.ReLU()(L.BatchNormalization()(L.Conv1D(64, 3, padding="causal", dilation_rate=r)(y)))
+        z = L.BatchNormalization()(L.Conv1D(64, 3, padding="causal", dilation_rate=r)(z))
+        y = L.ReLU()(L.Add()([y, z]))
+    return tf.keras.Model(inp, L.Dense(5)(L.GlobalMaxPooling1D()(y)))
+
+
+def _m5audio():
+    """M5 (Dai et al. 2017) on 1 s of 16 kHz audio: Conv1D(80, stride 4) and three
+    Conv1D/BN/ReLU/MaxPooling1D blocks, global average pooling, 35 classes."""
+    L = tf.keras.layers
+    inp = tf.keras.Input((16000, 1))
+    y = L.Conv1D(64, 80, strides=4, padding="same")(inp)
+    y = L.MaxPooling1D(4)(L.ReLU()(L.BatchNormalization()(y)))
+    for c in (64, 128, 256):
+        y = L.Conv1D(c, 3, padding="same")(y)
+        y = L.MaxPooling1D(4)(L.ReLU()(L.BatchNormalization()(y)))
+    return tf.keras.Model(inp, L.Dense(35)(L.GlobalAveragePooling1D()(y)))
+
+
 MODELS = {
     "resnet50": lambda: tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
     "mobilenetv2": lambda: tf.keras.applications.MobileNetV2(weights=None,
@@ -50,12 +76,19 @@ MODELS = {
     # grouped (depthwise) convs, Dense on NHWC as 1×1 convs, GELU tables, FP32 LayerNorms
     "convnexttiny": lambda: tf.keras.applications.ConvNeXtTiny(weights=None,
                                                                input_shape=(224, 224, 3)),
+    # 1-D conv networks (not Keras applications)
+    "tcn1d": _tcn1d,
+    "m5audio": _m5audio,
 }
+
+
+def _shape(model):
+    return tuple(model.inputs[0].shape[1:])
 
 
 def quantize(name):
     model = MODELS[name]()
-    calib = np.random.RandomState(0).uniform(-1, 1, (16, 224, 224, 3)).astype(np.float32)
+    calib = np.random.RandomState(0).uniform(-1, 1, (16,) + _shape(model)).astype(np.float32)
     t0 = time.perf_counter()
     q = tfq8.quantize(model, calib, tfq8.QuantConfig(method="minmax", verbose=False))
     return model, q, time.perf_counter() - t0
@@ -82,7 +115,7 @@ def time_e2e(model, q, batch, repeats, q_ab=None, ab_env=None):
     """Median ms of FP32, INT8 and (q_ab: a second INT8 model run with the environment ab_env)
     the A/B INT8 variant, called alternately."""
     fp32 = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3))
+    x = tf.constant(np.random.RandomState(1).uniform(-1, 1, (batch,) + _shape(model))
                     .astype(np.float32))
     if q_ab is not None:
         q_ab = with_env(q_ab, ab_env)
@@ -147,7 +180,8 @@ def profile(q, batch, runs, per_node_out=None):
     sess = tf.compat.v1.Session(graph=graph, config=cfg)
     inp = graph.get_tensor_by_name(q.inputs[0].tensor)
     out = graph.get_tensor_by_name(q.outputs[0].tensor)
-    x = np.random.RandomState(1).uniform(-1, 1, (batch, 224, 224, 3)).astype(np.float32)
+    x = np.random.RandomState(1).uniform(-1, 1, (batch,) + tuple(inp.shape[1:])
+                                         ).astype(np.float32)
     for _ in range(3):
         sess.run(out, {inp: x})
     plain = []
@@ -219,7 +253,8 @@ def profile(q, batch, runs, per_node_out=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--models", nargs="+",
+                    default=[m for m in MODELS if m not in ("tcn1d", "m5audio")])
     ap.add_argument("--batch", type=int, action="append")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--trace-runs", type=int, default=5)
