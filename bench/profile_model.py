@@ -6,8 +6,9 @@
     python bench/profile_model.py --ab-env TFQ8_AVX2_S16_DRIVER=v1   # + INT8 packed the old way
     python bench/profile_model.py --models mobilenetv2 --batch 1 --per-node   # + every op: µs, GMAC/s
 
-For each Keras model (weights=None, 224×224; or the 1-D nets tcn1d and m5audio) it quantizes with tfq8.quantize (method minmax,
-16 random calibration images), then, with 2 threads (intra 2, inter 1):
+For each Keras model (weights=None, 224×224; or the 1-D nets tcn1d and m5audio) it quantizes
+with tfq8.quantize (method minmax, 16 random calibration inputs), then, with 2 threads (intra 2,
+inter 1):
 
 1. End to end: FP32 (tf.function over the Keras model) and INT8 (the QuantizedModel's
    tf.function) called alternately, repeat by repeat, so both see the same load on a shared

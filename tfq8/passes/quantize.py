@@ -28,8 +28,9 @@ table: zero point 0 when the observed minimum is ≥ 0, else 128 — "s8 shifted
         (ConvNeXt; found from its Mean and checked numerically, whatever its graph)
         (these four only between INT8 ops: at an FP32 boundary FP32 is exact and saves nothing)
     MaxPool / AvgPool / Mean(axes [1, 2]) / ConcatV2                       ⇒ Tfq8MaxPool / ...
-    Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...,  ⇒ same op on uint8 (Pad
-        Max / Min reductions (global max pooling)                            pads with the zero point)
+    Pad(0) feeding INT8 ops, Reshape, Squeeze, StridedSlice, Slice, ...,  ⇒ same op on uint8
+        Max / Min reductions (global max pooling)                            (Pad pads with the
+                                                                             zero point)
     Cast(uint8 input) quantized at scale 1 (integer-valued)                ⇒ the uint8 input itself
 
 Conv weights become int8 with per-output-channel scales (W_q = rne(W / s_w), s_w = max|W|/127);
@@ -681,56 +682,32 @@ class QuantizePlan:
         if shape.rank is None or shape.rank < 2:
             return None
         dims = shape.as_list()
-        region, span = set(), [0]    # span: how many trailing axes the constants cover
 
-        def fits(n):
-            if (n.name in self.member or n.op not in LOOKUP_OPS or self._kept(n)
-                    or ("T" in n.attr and n.attr["T"].type != tf.float32.as_datatype_enum)):
-                return False
-            k = 0
-            for i in g.data_inputs(n):
-                t = tensor_name(i)
-                if t == x or (node_of(t) in region and t.endswith(":0")):
-                    continue
-                c = g.const_value(t)
-                if c is None or not np.all(np.isfinite(c)) or c.ndim > len(dims):
-                    return False
-                if c.size == 1:
-                    continue
-                lead = next(j for j, d in enumerate(c.shape) if d != 1)
-                tail = list(c.shape[lead:])
-                if lead and any(d != 1 for d in c.shape[:lead]):
-                    return False
-                if len(tail) >= len(dims) or tail != dims[len(dims) - len(tail):]:
-                    return False
-                k = max(k, len(tail))
-            span[0] = max(span[0], k)
-            return True
+        def tail(c):
+            """How many trailing axes of x constant c spans (0: a scalar), or None."""
+            if c.size == 1:
+                return 0
+            lead = next(j for j, d in enumerate(c.shape) if d != 1)
+            t = list(c.shape[lead:])
+            if (c.ndim > len(dims) or len(t) >= len(dims) or t != dims[len(dims) - len(t):]):
+                return None
+            return len(t)
 
-        if not fits(first):
+        found = self._elementwise_region(x, first, lambda c: tail(c) is not None)
+        if found is None:
             return None
-        region.add(first.name)
-        changed = True
-        while changed:
-            changed = False
-            for t in [x] + [r + ":0" for r in region]:
-                for c in g.consumers.get(t, []):
-                    if c not in region and fits(g.nodes[c]):
-                        region.add(c)
-                        changed = True
-        outs = [r for r in region
-                if r + ":0" in self.outputs
-                or any(c not in region for c in g.consumers.get(r + ":0", []))]
-        if len(outs) != 1 or not span[0]:
+        nodes, out = found
+        span = max((tail(c) for r in nodes
+                    for c in (g.const_value(i) for i in g.data_inputs(g.nodes[r]))
+                    if c is not None), default=0)
+        if not span:
             return None
-        block = dims[len(dims) - span[0]:]
-        nodes = [r for r in g.order if r in region]
-        fit = self._fit_prelu(nodes, x, outs[0], len(dims), block)
+        fit = self._fit_prelu(nodes, x, out, len(dims), dims[len(dims) - span:])
         if fit is None:
             return None
         fn = "+".join(g.nodes[r].op for r in nodes)
-        return Group("prelu", outs[0], nodes, [x], {"op": f"{fn} (per-channel two-slope)",
-                                                    "slopes": fit[0], "bias": fit[1]})
+        return Group("prelu", out, nodes, [x], {"op": f"{fn} (per-channel two-slope)",
+                                                "slopes": fit[0], "bias": fit[1]})
 
     def _fit_prelu(self, nodes, x, out_node, rank, block):
         """([2, P] slopes, [P] bias), P = prod(block) (x's trailing axes the constants span), if
@@ -761,6 +738,19 @@ class QuantizePlan:
         """The largest region of LOOKUP_OPS nodes computed from INT8 tensor x and scalar
         constants only (starting at `first`), if it has exactly one output read elsewhere: a
         function u8 → u8, emitted as Tfq8Lookup. Kept only between INT8 ops (_prune)."""
+        found = self._elementwise_region(x, first, lambda c: c.size == 1)
+        if found is None:
+            return None
+        nodes, out = found
+        fn = "+".join(self.g.nodes[r].op for r in nodes)
+        return Group("lookup", out, nodes, [x], {"op": f"{fn} (lookup table)", "function": fn})
+
+    def _elementwise_region(self, x, first, const_ok):
+        """The largest region of LOOKUP_OPS nodes (float32, not matched, not kept in FP32)
+        grown from `first` and computed from tensor x, the region itself and finite constants
+        that const_ok accepts: (its nodes in graph order, the one node whose output is read
+        outside it or is a graph output), or None if `first` does not fit or there are several
+        such outputs."""
         g = self.g
         region = set()
 
@@ -773,7 +763,7 @@ class QuantizePlan:
                 if t == x or (node_of(t) in region and t.endswith(":0")):
                     continue
                 c = g.const_value(t)
-                if c is None or c.size != 1 or not np.all(np.isfinite(c)):
+                if c is None or not np.all(np.isfinite(c)) or not const_ok(c):
                     return False
             return True
 
@@ -793,10 +783,7 @@ class QuantizePlan:
                 or any(c not in region for c in g.consumers.get(r + ":0", []))]
         if len(outs) != 1:
             return None
-        nodes = [r for r in g.order if r in region]
-        fn = "+".join(g.nodes[r].op for r in nodes)
-        return Group("lookup", outs[0], nodes, [x], {"op": f"{fn} (lookup table)",
-                                                     "function": fn})
+        return [r for r in g.order if r in region], outs[0]
 
     def _match_layernorm(self, m0):
         """A layer norm over the last axis of INT8 tensor x, found from its first Mean
