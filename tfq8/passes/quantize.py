@@ -275,16 +275,7 @@ class QuantizePlan:
         self._match_movement()
         # Per-channel two-slope functions (PReLU; a ReLU then a per-channel affine), found by
         # what they compute; before the affines, which would take a lone ReLU out of them.
-        for name in g.order:
-            n = g.nodes[name]
-            if name in self.member or n.op not in LOOKUP_OPS:
-                continue
-            for x in g.data_inputs(n):
-                if self._is_int8_tensor(x):
-                    grp = self._match_prelu(tensor_name(x), n)
-                    if grp is not None:
-                        self._add_group(grp)
-                        break
+        self._match_regions(self._match_prelu)
         # Per-channel affines and lone activations on INT8 tensors (unfoldable batch norms:
         # DenseNet, pre-activation ResNets; a ReLU after an add that has other readers).
         for name in g.order:
@@ -295,16 +286,7 @@ class QuantizePlan:
         self._match_movement()
         # Unary elementwise functions of one INT8 tensor (swish, hard-swish, GELU, sigmoid,
         # lone activations...): a lookup table.
-        for name in g.order:
-            n = g.nodes[name]
-            if name in self.member or n.op not in LOOKUP_OPS:
-                continue
-            for x in g.data_inputs(n):
-                if self._is_int8_tensor(x):
-                    grp = self._match_lookup(tensor_name(x), n)
-                    if grp is not None:
-                        self._add_group(grp)
-                        break
+        self._match_regions(self._match_lookup)
         self._match_movement()
         # An INT8 tensor times an FP32 per-(sample, channel) gate: squeeze-and-excitation.
         # After the lookups: x · sigmoid(x) (swish in an SE branch) is one table, not a gate.
@@ -324,6 +306,21 @@ class QuantizePlan:
         # does not feed an INT8 op after all).
         self._match_movement()
         self._prune()
+
+    def _match_regions(self, matcher):
+        """Runs matcher(int8 tensor x, first node) from every unmatched LOOKUP_OPS node that
+        reads an INT8 tensor, in graph order; adds the groups it returns."""
+        g = self.g
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member or n.op not in LOOKUP_OPS:
+                continue
+            for x in g.data_inputs(n):
+                if self._is_int8_tensor(x):
+                    grp = matcher(tensor_name(x), n)
+                    if grp is not None:
+                        self._add_group(grp)
+                        break
 
     def _match_movement(self):
         """Marks data-movement ops (PASSTHROUGH_OPS, zero Pads) that read an INT8 tensor as
