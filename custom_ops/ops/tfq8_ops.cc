@@ -477,6 +477,14 @@ REGISTER_OP("Tfq8Concat")
     })
     .Doc("Concatenates uint8 tensors, requantizing each to the common output scale.");
 
+// Tfq8Add, Tfq8Mul: two inputs of one shape (no broadcasting), an output of that shape.
+::tensorflow::Status SameShapeBinary(InferenceContext* c) {
+  ShapeHandle out;
+  TF_RETURN_IF_ERROR(c->Merge(c->input(0), c->input(1), &out));
+  c->set_output(0, out);
+  return ::tensorflow::OkStatus();
+}
+
 REGISTER_OP("Tfq8Add")
     .Input("a: uint8")
     .Input("b: uint8")
@@ -488,12 +496,7 @@ REGISTER_OP("Tfq8Add")
     .Attr("output_scale: float")
     .Attr("output_zero_point: int = 0")
     .Attr("activation: {'NONE', 'RELU', 'RELU6'} = 'NONE'")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle out;
-      TF_RETURN_IF_ERROR(c->Merge(c->input(0), c->input(1), &out));
-      c->set_output(0, out);
-      return ::tensorflow::OkStatus();
-    })
+    .SetShapeFn(SameShapeBinary)
     .Doc("Adds two uint8 tensors of the same shape with their own scales, optional ReLU/ReLU6, "
          "requantized to the output scale.");
 
@@ -507,12 +510,7 @@ REGISTER_OP("Tfq8Mul")
     .Attr("b_zero_point: int = 0")
     .Attr("output_scale: float")
     .Attr("output_zero_point: int = 0")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle out;
-      TF_RETURN_IF_ERROR(c->Merge(c->input(0), c->input(1), &out));
-      c->set_output(0, out);
-      return ::tensorflow::OkStatus();
-    })
+    .SetShapeFn(SameShapeBinary)
     .Doc("Multiplies two uint8 tensors of the same shape elementwise (gated activations: "
          "tanh(x)·sigmoid(y), GLU), each with its own scale, requantized to the output scale. "
          "CPU only.");

@@ -1331,27 +1331,20 @@ class QuantizePlan:
             a["input_zero_point"].i = qin.zero_point
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
-        elif grp.kind == "prelu":
-            nd.op = "Tfq8Prelu"
+        elif grp.kind in ("prelu", "layernorm"):
+            # one uint8 input and two f32 constants per channel
+            nd.op, consts = {"prelu": ("Tfq8Prelu", ("slopes", "bias")),
+                             "layernorm": ("Tfq8LayerNorm", ("gamma", "beta"))}[grp.kind]
             nd.input.append(ins_q[0])
-            nd.input.append(self._const(out, nd.name + "/slopes", grp.attrs["slopes"], tf.float32))
-            nd.input.append(self._const(out, nd.name + "/bias", grp.attrs["bias"], tf.float32))
+            for key in consts:
+                nd.input.append(self._const(out, f"{nd.name}/{key}", grp.attrs[key], tf.float32))
             qin = qp[grp.inputs[0]]
             a["input_scale"].f = qin.scale
             a["input_zero_point"].i = qin.zero_point
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
-        elif grp.kind == "layernorm":
-            nd.op = "Tfq8LayerNorm"
-            nd.input.append(ins_q[0])
-            nd.input.append(self._const(out, nd.name + "/gamma", grp.attrs["gamma"], tf.float32))
-            nd.input.append(self._const(out, nd.name + "/beta", grp.attrs["beta"], tf.float32))
-            qin = qp[grp.inputs[0]]
-            a["input_scale"].f = qin.scale
-            a["input_zero_point"].i = qin.zero_point
-            a["output_scale"].f = qp[t].scale
-            a["output_zero_point"].i = qp[t].zero_point
-            a["epsilon"].f = grp.attrs["epsilon"]
+            if grp.kind == "layernorm":
+                a["epsilon"].f = grp.attrs["epsilon"]
         elif grp.kind == "mean":
             nd.op = "Tfq8Mean"
             nd.input.append(ins_q[0])
@@ -1365,23 +1358,16 @@ class QuantizePlan:
             a["input_zero_points"].list.i.extend([qp[i].zero_point for i in grp.inputs])
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
-        elif grp.kind == "add":
-            nd.op = "Tfq8Add"
+        elif grp.kind in ("add", "mul"):
+            nd.op = "Tfq8Add" if grp.kind == "add" else "Tfq8Mul"
             nd.input.extend(ins_q)
             for key, src in zip(("a", "b"), grp.inputs):
                 a[f"{key}_scale"].f = qp[src].scale
                 a[f"{key}_zero_point"].i = qp[src].zero_point
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
-            a["activation"].s = grp.activation.encode()
-        elif grp.kind == "mul":
-            nd.op = "Tfq8Mul"
-            nd.input.extend(ins_q)
-            for key, src in zip(("a", "b"), grp.inputs):
-                a[f"{key}_scale"].f = qp[src].scale
-                a[f"{key}_zero_point"].i = qp[src].zero_point
-            a["output_scale"].f = qp[t].scale
-            a["output_zero_point"].i = qp[t].zero_point
+            if grp.kind == "add":
+                a["activation"].s = grp.activation.encode()
         elif grp.kind == "pad":
             src = self.g.nodes[grp.out_node]
             nd.op = "PadV2"
