@@ -203,6 +203,59 @@ def test_keras3_graph_without_grappler(run_graph, rel_err):
     assert {"Rsqrt", "Mul", "Sub"}.isdisjoint(ops(r.graph_def)) and len(r.rewrites) == 1
 
 
+# ---------------------------------------------------------------- through a channel concat
+# Own generator: drawing from helpers.rand here would shift the data of the tests after these.
+CAT_RNG = np.random.default_rng(77)
+
+
+def crand(*shape, lo=None, hi=None):
+    if lo is not None:
+        return CAT_RNG.uniform(lo, hi, shape).astype(np.float32)
+    return CAT_RNG.normal(size=shape).astype(np.float32)
+
+
+def cat_bn_params(c):
+    return (crand(c, lo=0.5, hi=1.5), crand(c) * 0.1, crand(c) * 0.1, crand(c, lo=0.5, hi=1.5))
+
+
+def test_batchnorm_after_concat_of_convs_folds_into_each_branch(run_graph, rel_err):
+    """NASNet's 'adjust' block: two 1×1 convs (one with a bias here), concatenated, one BN."""
+    def f(x):
+        a = tf.nn.conv2d(x, crand(1, 1, 3, 4), 1, "VALID")
+        b = tf.nn.bias_add(tf.nn.conv2d(x, crand(3, 3, 3, 6), 1, "SAME"), crand(6))
+        gamma, beta, mean, var = cat_bn_params(10)
+        return tf.compat.v1.nn.fused_batch_norm(tf.concat([a, b], -1), gamma, beta, mean, var,
+                                                epsilon=EPS, is_training=False)[0]
+    r = run(build(f, (None, 6, 6, 3)), run_graph, rel_err)
+    o = ops(r.graph_def)
+    assert "FusedBatchNormV3" not in o and "Mul" not in o and "AddV2" not in o
+    assert o["ConcatV2"] == 1 and o["Conv2D"] == 2 and o["BiasAdd"] == 2
+    assert any("split into its 2 branches" in n.message for n in r.rewrites)
+
+
+def test_keras3_affine_after_concat_of_matmuls_folds(run_graph, rel_err):
+    def f(x):
+        y = tf.concat([tf.matmul(x, crand(5, 3)), tf.matmul(x, crand(5, 5), transpose_b=True)], 1)
+        return y * crand(8, lo=0.5, hi=2.0) + crand(8)
+    r = run(build(f, (None, 5)), run_graph, rel_err)
+    o = ops(r.graph_def)
+    assert "Mul" not in o and "AddV2" not in o and o["BiasAdd"] == 2
+
+
+@pytest.mark.parametrize("case", ["other_input", "spatial_axis", "branch_read_twice"])
+def test_affine_after_concat_stays_where_it_cannot_fold(run_graph, rel_err, case):
+    def f(x):
+        a = tf.nn.conv2d(x, crand(1, 1, 3, 4), 1, "VALID")
+        b = x if case == "other_input" else tf.nn.conv2d(x, crand(1, 1, 3, 4), 1, "VALID")
+        y = tf.concat([a, b], 1 if case == "spatial_axis" else 3)
+        y = y * crand(a.shape[-1] + b.shape[-1] if case != "spatial_axis" else 4, lo=0.5, hi=2.)
+        return (y, tf.nn.relu(a)) if case == "branch_read_twice" else y
+    g = build(f, (None, 6, 6, 3), outputs=2 if case == "branch_read_twice" else 1)
+    r = run(g, run_graph, rel_err)
+    assert ops(r.graph_def)["Mul"] == 1
+    assert not any("branches" in n.message for n in r.rewrites)
+
+
 # ---------------------------------------------------------------- real models
 def test_keras_applications_equivalence(app, rel_err):
     """Folded graph vs frozen graph, batch 1 and 4, within 1e-4 of the logits' magnitude."""

@@ -2,6 +2,7 @@
 
 Tolerance: 1e-5 of the output magnitude on hand-built graphs (TF's fused kernel may use a
 different conv algorithm than the unfused one); 1e-4 on the Keras applications."""
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -106,6 +107,41 @@ def test_graph_output_intermediate_keeps_activation_separate(run_graph, rel_err)
     assert get_attr(next(n for n in r.graph_def.node if n.name == "BiasAdd"),
                     "fused_ops") == ["BiasAdd"]
     assert ops(r.graph_def)["Relu"] == 1
+
+
+# own generator: drawing from helpers.rand here would shift the data of the tests after these
+CAT_RNG = np.random.default_rng(91)
+
+
+def crand(*shape):
+    return CAT_RNG.normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("axis", [3, 1])
+def test_activation_after_concat_moves_into_branches_and_fuses(run_graph, rel_err, axis):
+    """Relu6(Concat(conv → bias, depthwise → bias)) ⇒ Concat(_FusedConv2D[Relu6], depthwise →
+    bias → Relu6), on the channel or a spatial axis (an elementwise op commutes with either)."""
+    def f(x):
+        a = tf.nn.bias_add(tf.nn.conv2d(x, crand(3, 3, 3, 3), 1, "SAME"), crand(3))
+        b = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, crand(3, 3, 3, 1), [1, 1, 1, 1], "SAME"),
+                           crand(3))
+        return tf.nn.relu6(tf.concat([a, b], axis), name="last")
+    r = run(build(f, (None, 6, 6, 3)), run_graph, rel_err)
+    o = ops(r.graph_def)
+    assert o["_FusedConv2D"] == 1 and o["Relu6"] == 1 and o["ConcatV2"] == 1
+    assert any("moved into its branches" in n.message for n in r.rewrites)
+    groups = {g.kind: g for g in fusion_groups(r.graph_def)}
+    assert groups["conv2d"].activation == "Relu6" and groups["depthwise"].activation == "Relu6"
+
+
+def test_activation_after_concat_stays_when_a_branch_cannot_fuse(run_graph, rel_err):
+    def f(x):
+        a = tf.nn.bias_add(tf.nn.conv2d(x, crand(3, 3, 3, 3), 1, "SAME"), crand(3))
+        return tf.nn.relu(tf.concat([a, x], 3), name="last")
+    r = run(build(f, (None, 6, 6, 3)), run_graph, rel_err)
+    o = ops(r.graph_def)
+    assert o["Relu"] == 1 and o["_FusedConv2D"] == 1
+    assert not any("moved into its branches" in n.message for n in r.rewrites)
 
 
 # ---------------------------------------------------------------- real models

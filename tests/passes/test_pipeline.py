@@ -24,11 +24,11 @@ def small_graph():
 def test_default_pipeline_runs_all_passes_and_reports(run_graph, rel_err):
     gd, ins, outs = small_graph()
     result = default_pipeline().run(gd, PassContext(ins, outs))
-    assert list(result.results) == ["conv1d", "dilated_conv", "transposed_conv", "grouped_conv",
-                                    "dense_as_conv", "fold_batchnorm", "move_strides",
-                                    "fuse_activations", "equalize"]
-    # no 1-D, dilated, transposed or grouped convs, no Dense here
-    idle = ("equalize", "conv1d", "dilated_conv", "transposed_conv", "grouped_conv",
+    assert list(result.results) == ["dedupe", "conv1d", "dilated_conv", "transposed_conv",
+                                    "grouped_conv", "dense_as_conv", "fold_batchnorm",
+                                    "move_strides", "fuse_activations", "equalize"]
+    # no repeated work, no 1-D, dilated, transposed or grouped convs, no Dense here
+    idle = ("equalize", "dedupe", "conv1d", "dilated_conv", "transposed_conv", "grouped_conv",
             "dense_as_conv")
     assert all(r.changed for name, r in result.results.items() if name not in idle)
     assert not any(result.results[name].changed for name in idle)

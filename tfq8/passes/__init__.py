@@ -5,8 +5,8 @@
                                                              PassContext.for_model(frozen))
     print(result.summary(before=frozen.graph_def))
 
-FP32 passes, in pipeline order: conv1d → dilated_conv → transposed_conv → grouped_conv →
-dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize
+FP32 passes, in pipeline order: dedupe → conv1d → dilated_conv → transposed_conv →
+grouped_conv → dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize
 (equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing).
 """
 from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
@@ -19,9 +19,10 @@ from tfq8.passes.grouped_conv import GroupedConv
 from tfq8.passes.dense_conv import DenseAsConv
 from tfq8.passes.dilated_conv import DilatedConv
 from tfq8.passes.conv1d import Conv1DAs2D
+from tfq8.passes.dedupe import Dedupe
 from tfq8.passes.transposed_conv import TransposedConv
 
-__all__ = ["Conv1DAs2D", "DenseAsConv", "DilatedConv", "FoldBatchNorm", "FuseActivations",
+__all__ = ["Conv1DAs2D", "Dedupe", "DenseAsConv", "DilatedConv", "FoldBatchNorm", "FuseActivations",
            "FusionGroup", "GroupedConv", "MAC_RULES", "MacReport", "MoveStrides", "Note", "Pass", "PassContext",
            "PassError", "PassResult", "Pipeline", "PipelineResult", "TransposedConv",
            "count_macs", "default_pipeline", "fusion_groups"]

@@ -20,6 +20,11 @@ rewiring), the linear op keeps its own name. After a grouped Conv2D the bias is 
 [C] constant instead (same values): TF's run-time remapper would fuse Conv2D → BiasAdd into a
 _FusedConv2D, which has no grouped convs on CPU.
 
+An affine chain after a channel concat of linear ops (each read only by the concat) is first
+split into one per branch, each its slice of the channels, and then folded into each branch:
+
+    Concat(L1, L2) → BN   ⇒   Concat(L1 → affine[:c1], L2 → affine[c1:])   ⇒   Concat(L1', L2')
+
 A batch norm with no linear op before it (pre-activation ResNets) becomes a per-channel affine,
 
     FusedBatchNorm(x)  ⇒  AddV2(Mul(x, s), t)
@@ -79,6 +84,15 @@ class FoldBatchNorm(Pass):
     def run(self, graph_def, ctx: PassContext) -> PassResult:
         notes = self.notes()
         changed = False
+        # 0. An affine after a channel concat of linear ops moves into each branch, where
+        # stage 1 folds it.
+        index = ctx.index(graph_def)
+        ed = Editor(graph_def, ctx.outputs)
+        for node in list(graph_def.node):
+            if node.op == "ConcatV2":
+                _push_into_concat(index, ed, node, notes)
+        if ed.changed:
+            graph_def, changed = ed.finish(), True
         # 1. Backward: L → chain of affines ⇒ L(W') → BiasAdd.
         index = ctx.index(graph_def)
         ed = Editor(graph_def, ctx.outputs)
@@ -294,6 +308,79 @@ def _rewrite_backward(ed: Editor, lin, w, channels, chain, affine: Affine,
         ed.remove(n.name)
     attrs = {"T": tf.float32} if op == "AddV2" else {"T": tf.float32, "data_format": "NHWC"}
     ed.replace(make_node(op, last.name, [lin.name, b_name], attrs, device=last.device))
+
+
+# ==================================================================== 0. through a concat
+def _push_into_concat(index: GraphIndex, ed: Editor, cat, notes: Notes) -> None:
+    """Concat(L1, L2, …) on the channel axis → chain of affines  ⇒  Concat(L1 → affine₁,
+    L2 → affine₂, …), each branch's affine being its slice of the channels (exact: the same
+    multiply and add per element). Only where every branch is a linear op (optionally with its
+    BiasAdd) read by nothing else, so that stage 1 folds every piece (NASNet's reduction-cell
+    'adjust' blocks: two 1×1 convs, concatenated, then one batch norm)."""
+    if not _is_float32(cat) or index.control_inputs(cat) or index.node_is_output(cat.name):
+        return
+    inputs = index.data_inputs(cat)
+    parts, axis = inputs[:-1], index.const_value(inputs[-1])
+    widths, ranks = [], set()
+    for t in parts:
+        node = index.producer(t)
+        lin = node
+        if node.op == "BiasAdd":
+            lin = index.producer(index.data_inputs(node)[0])
+            if _feeds_only(index, lin.name)[0] != node.name:
+                return
+        if lin.op not in LINEAR or not t.endswith(":0") or _feeds_only(index, node.name)[0] != cat.name:
+            return
+        w, _ = _linear_weights(index, lin)
+        if w is None:
+            return
+        widths.append(int(_out_channels(lin, w)))
+        ranks.add(2 if lin.op == "MatMul" else 4)
+    if len(ranks) != 1 or axis is None or np.ndim(axis) != 0:
+        return
+    rank = ranks.pop()
+    if int(axis) not in (-1, rank - 1):
+        return
+    channels = sum(widths)
+    chain, affine, cur = [], Affine(), cat
+    while True:
+        nxt_name, _ = _feeds_only(index, cur.name)
+        if nxt_name is None:
+            break
+        nxt = index.node(nxt_name)
+        step, _ = _affine_step(index, nxt, f"{cur.name}:0", channels, rank)
+        if step is None:
+            break
+        affine.then(*step)
+        chain.append(nxt)
+        cur = nxt
+    if not chain:
+        return
+    s = np.broadcast_to(affine.s, (channels,))
+    t = np.broadcast_to(affine.t, (channels,))
+    last = chain[-1]
+    new_parts, start = [], 0
+    for i, (part, width) in enumerate(zip(parts, widths)):
+        sl = slice(start, start + width)
+        start += width
+        base = f"{last.name}/part{i}"
+        s_name = ed.add_const(base + "/scale", s[sl].astype(np.float32), before=last.name)
+        t_name = ed.add_const(base + "/shift", t[sl].astype(np.float32), before=last.name)
+        mul = ed.add_node("Mul", base + "/mul", [part, s_name], {"T": tf.float32},
+                          before=last.name)
+        add = ed.add_node("AddV2", base + "/add", [mul.name, t_name], {"T": tf.float32},
+                          before=last.name)
+        new_parts.append(add.name)
+    merged = ed.node(cat.name)
+    node = make_node("ConcatV2", last.name, new_parts + [inputs[-1]], device=cat.device)
+    for key in ("N", "T", "Tidx"):
+        if key in merged.attr:
+            node.attr[key].CopyFrom(merged.attr[key])
+    for n in [cat] + chain[:-1]:
+        ed.remove(n.name)
+    ed.replace(node)
+    notes.rewrite(last.name, f"{' → '.join(n.op for n in chain)} after {cat.name} (ConcatV2 of "
+                             f"{len(parts)} linear ops) split into its {len(parts)} branches")
 
 
 # ==================================================================== 2. standalone BN

@@ -29,6 +29,10 @@ runnable ops — and :func:`fusion_groups` reports it as one group exactly as it
 nodes, so the quantizer has one API for all three kinds (``FusionGroup.nodes`` lists the three
 names; ``FusionGroup.output`` is the last one). The pass notes each depthwise group.
 
+An activation after a concat of such chains (each read only by the concat) moves into the
+branches first: act(Concat(L1 → b1, L2 → b2)) = Concat(act(L1 → b1), act(L2 → b2)), and each
+branch then fuses as above.
+
 Refused (with a note): intermediates with other consumers, graph outputs or control edges,
 non-constant weights or bias (an INT8 op needs constant weights), non-NHWC, non-float32, and
 grouped Conv2Ds (fewer filter input channels than input channels; or unknown input channels):
@@ -95,6 +99,9 @@ class FuseActivations(Pass):
 
     def run(self, graph_def, ctx: PassContext) -> PassResult:
         notes = self.notes()
+        pushed = _push_through_concats(graph_def, ctx, notes)
+        if pushed is not None:
+            graph_def = pushed
         index = ctx.index(graph_def)
         ed = Editor(graph_def, ctx.outputs)
         claimed = set()
@@ -129,7 +136,50 @@ class FuseActivations(Pass):
                        + " → ".join(index.node(n).op for n in group.nodes)
                        + " (stock TF has no CPU _FusedDepthwiseConv2dNative)")
         changed = ed.changed
-        return PassResult(ed.finish() if changed else graph_def, changed, list(notes))
+        return PassResult(ed.finish() if changed else graph_def, changed or pushed is not None,
+                          list(notes))
+
+
+def _push_through_concats(graph_def, ctx: PassContext, notes):
+    """act(Concat(L1 → BiasAdd, L2 → BiasAdd, …))  ⇒  Concat(act(L1 → BiasAdd), …): an
+    elementwise activation commutes with a concat on any axis, and below it each branch fuses.
+    Only where every branch is a linear op + BiasAdd read by nothing else (else the copies would
+    cost more than the one activation). The new graph, or None if nothing matched."""
+    index = ctx.index(graph_def)
+    ed = Editor(graph_def, ctx.outputs)
+    for act in graph_def.node:
+        if act.op not in ACTIVATIONS or index.control_inputs(act):
+            continue
+        cat = index.producer(index.data_inputs(act)[0])
+        if cat.op != "ConcatV2" or not index.has_only_consumer(f"{cat.name}:0", act.name):
+            continue
+        parts = index.data_inputs(cat)[:-1]
+        if len(set(parts)) != len(parts) or not all(_fusable_branch(index, t, cat.name)
+                                                    for t in parts):
+            continue
+        new_parts = [ed.add_node(act.op, f"{act.name}/part{i}", [t], {"T": get_attr(act, "T")},
+                                 before=cat.name).name for i, t in enumerate(parts)]
+        node = make_node("ConcatV2", act.name, new_parts + [index.data_inputs(cat)[-1]],
+                         device=cat.device)
+        for key in ("N", "T", "Tidx"):
+            if key in cat.attr:
+                node.attr[key].CopyFrom(cat.attr[key])
+        ed.remove(cat.name)
+        ed.replace(node)
+        notes.rewrite(act.name, f"{act.op} after {cat.name} (ConcatV2 of {len(parts)} linear "
+                                f"ops) moved into its branches, to fuse there")
+    return ed.finish() if ed.changed else None
+
+
+def _fusable_branch(index: GraphIndex, tensor: str, reader: str) -> bool:
+    """``tensor`` is output 0 of linear op → BiasAdd, each read only by the next."""
+    bias = index.producer(tensor)
+    if not tensor.endswith(":0") or bias.op != "BiasAdd" or not index.has_only_consumer(tensor,
+                                                                                          reader):
+        return False
+    lin_t = index.data_inputs(bias)[0]
+    return (index.producer(lin_t).op in set(FUSED_OP) | {"DepthwiseConv2dNative"}
+            and index.has_only_consumer(lin_t, bias.name))
 
 
 def _fuse(ed: Editor, m, with_act: bool) -> None:

@@ -221,10 +221,11 @@ class Pipeline:
 
 
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
-    """The FP32 passes in their order: conv1d → dilated_conv → transposed_conv → grouped_conv →
-    dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
+    """The FP32 passes in their order: dedupe → conv1d → dilated_conv → transposed_conv →
+    grouped_conv → dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
     calibration data in ``ctx.options`` and otherwise changes nothing)."""
     from tfq8.passes.conv1d import Conv1DAs2D
+    from tfq8.passes.dedupe import Dedupe
     from tfq8.passes.dense_conv import DenseAsConv
     from tfq8.passes.dilated_conv import DilatedConv
     from tfq8.passes.equalize import Equalize
@@ -233,8 +234,8 @@ def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     from tfq8.passes.grouped_conv import GroupedConv
     from tfq8.passes.move_strides import MoveStrides
     from tfq8.passes.transposed_conv import TransposedConv
-    return Pipeline([Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(), DenseAsConv(),
-                     FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
+    return Pipeline([Dedupe(), Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(),
+                     DenseAsConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
                     disable=disable)
 
 
