@@ -31,7 +31,8 @@ def test_repeated_activations_and_pads_merge_in_one_sweep(run_graph, rel_err):
             a = tf.pad(tf.nn.relu(x), tf.constant([[0, 0], [1, 1], [1, 1], [0, 0]]))
             y.append(tf.nn.conv2d(a, w, 1, "VALID"))
         return y[0] + y[1]
-    r = apply(Dedupe(), *build(f, (None, 6, 6, 4)), run_graph, rel_err, tol=0.0)
+    r = apply(Dedupe(), *build(f, (None, 6, 6, 4)), run_graph, rel_err, tol=0.0,
+              feeds={"x0:0": rand(2, 6, 6, 4)})
     o = ops(r.graph_def)
     assert o["Relu"] == 1 and o["Pad"] == 1 and o["Conv2D"] == 2
     assert len(r.rewrites) == 2
@@ -57,7 +58,7 @@ def test_graph_outputs_keep_their_names(run_graph, rel_err):
     """out1 computes exactly what out0 does; both stay, with the right values."""
     g, ins, outs = build(lambda x: (tf.nn.relu(x) * 2.0, tf.nn.relu(x) * 2.0), (None, 5),
                          outputs=2)
-    r = apply(Dedupe(), g, ins, outs, run_graph, rel_err, tol=0.0)
+    r = apply(Dedupe(), g, ins, outs, run_graph, rel_err, tol=0.0, feeds={"x0:0": rand(2, 5)})
     o = ops(r.graph_def)
     assert o["Relu"] == 1 and o["Mul"] == 1 and o["Identity"] == 2
 

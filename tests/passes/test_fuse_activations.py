@@ -126,7 +126,8 @@ def test_activation_after_concat_moves_into_branches_and_fuses(run_graph, rel_er
         b = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, crand(3, 3, 3, 1), [1, 1, 1, 1], "SAME"),
                            crand(3))
         return tf.nn.relu6(tf.concat([a, b], axis), name="last")
-    r = run(build(f, (None, 6, 6, 3)), run_graph, rel_err)
+    r = apply(FuseActivations(), *build(f, (None, 6, 6, 3)), run_graph, rel_err, tol=1e-5,
+              feeds={"x0:0": crand(2, 6, 6, 3)})
     o = ops(r.graph_def)
     assert o["_FusedConv2D"] == 1 and o["Relu6"] == 1 and o["ConcatV2"] == 1
     assert any("moved into its branches" in n.message for n in r.rewrites)
@@ -138,7 +139,8 @@ def test_activation_after_concat_stays_when_a_branch_cannot_fuse(run_graph, rel_
     def f(x):
         a = tf.nn.bias_add(tf.nn.conv2d(x, crand(3, 3, 3, 3), 1, "SAME"), crand(3))
         return tf.nn.relu(tf.concat([a, x], 3), name="last")
-    r = run(build(f, (None, 6, 6, 3)), run_graph, rel_err)
+    r = apply(FuseActivations(), *build(f, (None, 6, 6, 3)), run_graph, rel_err, tol=1e-5,
+              feeds={"x0:0": crand(2, 6, 6, 3)})
     o = ops(r.graph_def)
     assert o["Relu"] == 1 and o["_FusedConv2D"] == 1
     assert not any("moved into its branches" in n.message for n in r.rewrites)
