@@ -9,11 +9,17 @@ for whole Keras applications.
 
     python bench/layer_sweep.py
     python bench/layer_sweep.py --cases conv1d prelu
+    python bench/layer_sweep.py --config "passes={'dedupe': False}"   # a QuantConfig field
+
+Each case seeds its weights and draws its data from its own generator (seeded by its name), so a
+case gives the same numbers whether it runs alone or in the whole sweep, in any process.
 """
 import argparse
+import ast
 import collections
 import os
 import sys
+import zlib
 
 import numpy as np
 
@@ -108,11 +114,15 @@ def cases():
     }
 
 
-def run_case(name, shape, build, rng):
+def run_case(name, config=None):
     import keras
     import tfq8
+    # Layers are made here, after seeding: Keras draws an unseeded initializer's seed when the
+    # layer is constructed, so layers made earlier would get other weights in every process.
     keras.utils.set_random_seed(0)
+    shape, build = cases()[name]
     model = build()
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     if shape[0] == "int":
         x = rng.integers(0, 100, (96, shape[1])).astype(np.int32)
     else:
@@ -125,7 +135,7 @@ def run_case(name, shape, build, rng):
             layer.alpha.assign(rng.uniform(0.05, 0.3, layer.alpha.shape).astype(np.float32))
     if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
         model(x[:64], training=True)
-    q = tfq8.quantize(model, x[:64], tfq8.QuantConfig(verbose=False))
+    q = tfq8.quantize(model, x[:64], tfq8.QuantConfig(verbose=False, **(config or {})))
     ref = np.asarray(model(x[64:], training=False), np.float64).reshape(32, -1)
     out = np.asarray(q(x[64:]), np.float64).reshape(32, -1)
     def cosine(a, b):
@@ -146,15 +156,23 @@ def run_case(name, shape, build, rng):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="*", default=None, help="default: all")
+    p.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="QuantConfig fields to change; values are Python literals")
     args = p.parse_args(argv)
-    all_cases = cases()
-    rng = np.random.default_rng(0)
+    config = {}
+    for item in args.config:
+        field, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--config {item!r}: expected FIELD=VALUE")
+        config[field] = ast.literal_eval(value)
+    names = list(cases())
     print(f"{'case':22s} {'cos min':>8s} {'centred':>8s} {'INT8':>5s}  FP32 ops left / stock "
           "ops on uint8")
-    for name in args.cases or all_cases:
-        shape, build = all_cases[name]
+    for name in args.cases or names:
+        if name not in names:
+            p.error(f"unknown case {name!r}; cases: {names}")
         try:
-            r = run_case(name, shape, build, rng)
+            r = run_case(name, config)
         except Exception as e:  # noqa: BLE001 - a sweep reports and goes on
             print(f"{name:22s} FAILED {type(e).__name__}: {str(e)[:300]}")
             continue

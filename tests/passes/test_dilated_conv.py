@@ -95,3 +95,27 @@ def test_variable_length_causal_conv1d_runs_int8():
         xt = RNG.normal(0, 1, (3, length, 4)).astype(np.float32)
         cos = cosine_rows(model(xt).numpy(), q(xt).numpy())
         assert cos.min() >= 0.995, (length, cos)   # three INT8 convs on a random model
+
+
+def test_gate_convs_sharing_one_space_to_batch_run_int8():
+    """A WaveNet gate: tanh and sigmoid causal dilated convs of one tensor. The dedupe pass
+    merges their identical pads and SpaceToBatchNDs, so one SpaceToBatchND feeds two convs,
+    each with its own BatchToSpaceND; both become dilated convs and the pad their padding."""
+    keras.utils.set_random_seed(21)
+    inp = keras.Input((48, 4))
+    y = keras.layers.Conv1D(8, 1)(inp)
+    gate = keras.layers.Multiply()([
+        keras.layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="tanh")(y),
+        keras.layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="sigmoid")(y)])
+    model = keras.Model(inp, keras.layers.Conv1D(3, 1)(keras.layers.Add()([y, gate])))
+    frozen = load_model(model)
+    r = Pipeline([tfq8.passes.Dedupe(), tfq8.passes.Conv1DAs2D(), DilatedConv()]).run(
+        frozen.graph_def, PassContext.for_model(frozen))
+    assert len(r.results["dilated_conv"].rewrites) == 2, r.results["dilated_conv"].notes
+    x = RNG.normal(0, 1, (24, 48, 4)).astype(np.float32)
+    q = tfq8.quantize(model, x[:16], tfq8.QuantConfig(verbose=False))
+    ops = [n.op for n in q.graph_def.node]
+    assert not {"SpaceToBatchND", "BatchToSpaceND", "Pad", "PadV2"} & set(ops), ops
+    assert ops.count("Tfq8Quantize") == 1 and "Tfq8Dequantize" not in ops, ops
+    cos = cosine_rows(model(x[16:]).numpy().reshape(8, -1), q(x[16:]).numpy().reshape(8, -1))
+    assert cos.min() >= 0.995, cos   # five INT8 ops on a random model: ~1e-3 noise each

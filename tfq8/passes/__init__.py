@@ -6,7 +6,8 @@
     print(result.summary(before=frozen.graph_def))
 
 FP32 passes, in pipeline order: dedupe → conv1d → dilated_conv → transposed_conv →
-grouped_conv → dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize
+grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides →
+fuse_activations → equalize
 (equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing).
 """
 from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
@@ -20,9 +21,10 @@ from tfq8.passes.dense_conv import DenseAsConv
 from tfq8.passes.dilated_conv import DilatedConv
 from tfq8.passes.conv1d import Conv1DAs2D
 from tfq8.passes.dedupe import Dedupe
+from tfq8.passes.pad_into_conv import PadIntoConv
 from tfq8.passes.transposed_conv import TransposedConv
 
-__all__ = ["Conv1DAs2D", "Dedupe", "DenseAsConv", "DilatedConv", "FoldBatchNorm", "FuseActivations",
-           "FusionGroup", "GroupedConv", "MAC_RULES", "MacReport", "MoveStrides", "Note", "Pass", "PassContext",
-           "PassError", "PassResult", "Pipeline", "PipelineResult", "TransposedConv",
+__all__ = ["Conv1DAs2D", "Dedupe", "DenseAsConv", "DilatedConv", "FoldBatchNorm",
+           "FuseActivations", "FusionGroup", "GroupedConv", "MAC_RULES", "MacReport", "MoveStrides",
+           "Note", "PadIntoConv", "Pass", "PassContext", "PassError", "PassResult", "Pipeline", "PipelineResult", "TransposedConv",
            "count_macs", "default_pipeline", "fusion_groups"]

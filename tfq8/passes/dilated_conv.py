@@ -23,7 +23,8 @@ Only Conv2D: TF's CPU depthwise conv has no dilation, so a depthwise conv in thi
 it is (its conv still runs in INT8). Refused (no rewrite): block shapes, paddings or crops that
 are neither constant nor of that run-time form, crops at the start, crops larger than the
 trailing pads, an inner conv that is strided, dilated, not VALID or not NHWC, intermediates
-with other readers.
+with other readers (a SpaceToBatchND may feed several such convs, each with its own
+BatchToSpaceND).
 """
 from __future__ import annotations
 
@@ -143,9 +144,15 @@ def _check(index, s2b, conv, b2s):
     """None if the three nodes are a conv between a SpaceToBatchND and a BatchToSpaceND that
     could be one dilated conv (their block, paddings and crops are checked by _values), else
     why not."""
-    for n in (s2b, conv):
+    # The space-to-batch tensor may feed several such convs (a graph with shared work merged,
+    # e.g. a WaveNet gate's tanh and sigmoid convs): each is rewritten on its own, and the
+    # SpaceToBatchND goes once none reads it.
+    for n, readers_ok in ((s2b, lambda edges: all(index.node(e.node).op == "Conv2D"
+                                                  for e in edges)),
+                          (conv, lambda edges: len(edges) == 1)):
         edges = index.consumers(n.name + ":0")
-        if len(edges) != 1 or index.is_output(n.name + ":0") or index.control_consumers(n.name):
+        if (not readers_ok(edges) or index.is_output(n.name + ":0")
+                or index.control_consumers(n.name)):
             return f"{n.name} has other readers"
     if get_attr(conv, "data_format", "NHWC") != "NHWC" or get_attr(conv, "padding") != "VALID":
         return "the inner conv is not a VALID NHWC conv"

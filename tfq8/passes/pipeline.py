@@ -222,7 +222,7 @@ class Pipeline:
 
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     """The FP32 passes in their order: dedupe → conv1d → dilated_conv → transposed_conv →
-    grouped_conv → dense_as_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
+    grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
     calibration data in ``ctx.options`` and otherwise changes nothing)."""
     from tfq8.passes.conv1d import Conv1DAs2D
     from tfq8.passes.dedupe import Dedupe
@@ -233,9 +233,10 @@ def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     from tfq8.passes.fuse_activations import FuseActivations
     from tfq8.passes.grouped_conv import GroupedConv
     from tfq8.passes.move_strides import MoveStrides
+    from tfq8.passes.pad_into_conv import PadIntoConv
     from tfq8.passes.transposed_conv import TransposedConv
     return Pipeline([Dedupe(), Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(),
-                     DenseAsConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
+                     DenseAsConv(), PadIntoConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
                     disable=disable)
 
 

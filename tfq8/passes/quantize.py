@@ -244,26 +244,7 @@ class QuantizePlan:
         # and gates below; each stage below sweeps them again.
         self._match_movement()
         # Adds not absorbed into a conv as its residual summand.
-        for name in g.order:
-            n = g.nodes[name]
-            if name in self.member or n.op not in ADD_OPS:
-                continue
-            ins = g.data_inputs(n)
-            if len(ins) != 2 or any(g.const_value(i) is not None for i in ins):
-                continue
-            if not all(self._is_int8_tensor(i) for i in ins):
-                continue
-            try:
-                same = self._shape(ins[0]).as_list()[1:] == self._shape(ins[1]).as_list()[1:]
-            except ValueError:
-                same = False
-            if not same or self._kept(n):
-                self._refuse(n, "add of tensors with different shapes (broadcasting) stays FP32"
-                             if not same else "kept in FP32 by the configuration")
-                continue
-            grp = Group("add", n.name, [n.name], [tensor_name(i) for i in ins], {"op": n.op})
-            self._absorb_activation(grp)
-            self._add_group(grp)
+        self._match_adds()
         self._match_movement()
         # Layer norms over the channels of an INT8 tensor (ConvNeXt, hybrid CNNs).
         for name in g.order:
@@ -297,15 +278,57 @@ class QuantizePlan:
                     self._add_group(grp)
         # The product of two INT8 tensors of one shape: gated activations (WaveNet's
         # tanh(a)·sigmoid(b), GLU), attention-style gates computed by convs.
+        self._match_muls()
+        # What those made INT8 may be the missing operand of an add (a residual add of a
+        # WaveNet gate) or the input of a table: sweep those stages again, to a fixed point.
+        for _ in range(4):
+            before = len(self.groups)
+            self._match_adds(report=False)
+            self._match_movement()
+            self._match_regions(self._match_lookup)
+            self._match_movement()
+            self._match_muls()
+            if len(self.groups) == before:
+                break
+        # Data movement between INT8 ops stays on uint8 (a last sweep; _prune drops what
+        # does not feed an INT8 op after all).
+        self._match_movement()
+        self._prune()
+
+    def _match_adds(self, report=True):
+        """Adds of two INT8 tensors of one shape (not absorbed into a conv as its residual
+        summand). ``report``: note the ones refused (the first sweep; later sweeps only pick up
+        adds whose operands have become INT8 since)."""
+        g = self.g
+        for name in g.order:
+            n = g.nodes[name]
+            if name in self.member or n.op not in ADD_OPS:
+                continue
+            ins = g.data_inputs(n)
+            if len(ins) != 2 or any(g.const_value(i) is not None for i in ins):
+                continue
+            if not all(self._is_int8_tensor(i) for i in ins):
+                continue
+            try:
+                same = self._shape(ins[0]).as_list()[1:] == self._shape(ins[1]).as_list()[1:]
+            except ValueError:
+                same = False
+            if not same or self._kept(n):
+                if report:
+                    self._refuse(n, "add of tensors with different shapes (broadcasting) stays "
+                                 "FP32" if not same else "kept in FP32 by the configuration")
+                continue
+            grp = Group("add", n.name, [n.name], [tensor_name(i) for i in ins], {"op": n.op})
+            self._absorb_activation(grp)
+            self._add_group(grp)
+
+    def _match_muls(self):
+        g = self.g
         for name in g.order:
             if name not in self.member:
                 grp = self._match_mul(g.nodes[name])
                 if grp is not None:
                     self._add_group(grp)
-        # Data movement between INT8 ops stays on uint8 (a last sweep; _prune drops what
-        # does not feed an INT8 op after all).
-        self._match_movement()
-        self._prune()
 
     def _match_regions(self, matcher):
         """Runs matcher(int8 tensor x, first node) from every unmatched LOOKUP_OPS node that
