@@ -266,6 +266,33 @@ def test_affine_after_concat_stays_where_it_cannot_fold(run_graph, rel_err, case
     assert not any("branches" in n.message for n in r.rewrites)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_difference_of_a_conv_becomes_a_sum_with_negated_weights(run_graph, rel_err, bias):
+    """a − conv(x) [+ b] ⇒ a + conv(x; −W) [+ (−b)]: negation is exact in float, so the outputs
+    are equal bit for bit (tolerance 0)."""
+    w, b = crand(3, 3, 3, 4), crand(4)
+
+    def f(x):
+        a = tf.nn.relu(tf.nn.conv2d(x, crand(1, 1, 3, 4), 1, "SAME"))
+        z = tf.nn.conv2d(x, w, 1, "SAME")
+        return a - (tf.nn.bias_add(z, b) if bias else z)
+    g = build(f, (None, 6, 6, 3))
+    r = apply(FoldBatchNorm(), *g, run_graph, rel_err, tol=0.0,
+              feeds={g[1][0]: crand(*feed_shape(g[0]))})
+    o = ops(r.graph_def)
+    assert "Sub" not in o and o["AddV2"] == 1
+    assert any("negated weights" in n.message for n in r.rewrites)
+
+
+def test_difference_stays_when_the_conv_has_another_reader(run_graph, rel_err):
+    def f(x):
+        z = tf.nn.conv2d(x, crand(3, 3, 3, 4), 1, "SAME")
+        return x[..., :1] - z, tf.nn.relu(z)
+    g = build(f, (None, 6, 6, 3), outputs=2)
+    r = apply(FoldBatchNorm(), *g, run_graph, rel_err, feeds={g[1][0]: crand(2, 6, 6, 3)})
+    assert ops(r.graph_def)["Sub"] == 1
+
+
 # ---------------------------------------------------------------- real models
 def test_keras_applications_equivalence(app, rel_err):
     """Folded graph vs frozen graph, batch 1 and 4, within 1e-4 of the logits' magnitude."""

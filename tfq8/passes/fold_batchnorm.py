@@ -25,6 +25,11 @@ split into one per branch, each its slice of the channels, and then folded into 
 
     Concat(L1, L2) → BN   ⇒   Concat(L1 → affine[:c1], L2 → affine[c1:])   ⇒   Concat(L1', L2')
 
+A difference whose subtrahend is a linear op's output (read by nothing else) becomes a sum, the
+op's weights and bias negated (exact), so that it can be a residual summand in INT8:
+
+    Sub(a, L(x, W) [→ BiasAdd(b)])   ⇒   AddV2(a, L(x, −W) [→ BiasAdd(−b)])
+
 A batch norm with no linear op before it (pre-activation ResNets) becomes a per-channel affine,
 
     FusedBatchNorm(x)  ⇒  AddV2(Mul(x, s), t)
@@ -91,6 +96,8 @@ class FoldBatchNorm(Pass):
         for node in list(graph_def.node):
             if node.op == "ConcatV2":
                 _push_into_concat(index, ed, node, notes)
+            elif node.op == "Sub":
+                _negate_into_linear(index, ed, node, notes)
         if ed.changed:
             graph_def, changed = ed.finish(), True
         # 1. Backward: L → chain of affines ⇒ L(W') → BiasAdd.
@@ -381,6 +388,44 @@ def _push_into_concat(index: GraphIndex, ed: Editor, cat, notes: Notes) -> None:
     ed.replace(node)
     notes.rewrite(last.name, f"{' → '.join(n.op for n in chain)} after {cat.name} (ConcatV2 of "
                              f"{len(parts)} linear ops) split into its {len(parts)} branches")
+
+
+def _negate_into_linear(index: GraphIndex, ed: Editor, sub, notes: Notes) -> None:
+    """Sub(a, L(x) [+ b])  ⇒  AddV2(a, L'(x) [+ b']) with W' = −W, b' = −b: exact (negation
+    commutes with float rounding), and an add of two computed tensors is what the quantizer
+    fuses into a conv as its residual summand or runs as an INT8 add; a difference of two INT8
+    tensors has no INT8 op. Only when L (and its BiasAdd) are read by nothing else."""
+    if not _is_float32(sub) or index.control_inputs(sub):
+        return
+    inputs = index.data_inputs(sub)
+    if len(inputs) != 2 or inputs[0] == inputs[1] or index.const_value(inputs[0]) is not None:
+        return
+    z = inputs[1]
+    node = index.producer(z)
+    chain = [node]
+    if node.op == "BiasAdd":
+        chain.insert(0, index.producer(index.data_inputs(node)[0]))
+    lin = chain[0]
+    if lin.op not in LINEAR or not z.endswith(":0"):
+        return
+    for n, reader in zip(chain, chain[1:] + [sub]):
+        if _feeds_only(index, n.name)[0] != reader.name or index.control_inputs(n):
+            return
+    w, _ = _linear_weights(index, lin)
+    if w is None:
+        return
+    if len(chain) == 2:
+        b = index.const_value(index.data_inputs(chain[1])[1])
+        if b is None or get_attr(chain[1], "data_format", "NHWC") != "NHWC":
+            return
+        b_name = ed.add_const(chain[1].name + "/negated_bias", -np.asarray(b),
+                              before=chain[1].name)
+        ed.set_input(chain[1].name, 1, b_name)
+    w_name = ed.add_const(lin.name + "/negated_filter", -w, before=lin.name)
+    ed.set_input(lin.name, 1, w_name)
+    ed.replace(make_node("AddV2", sub.name, [inputs[0], z], {"T": tf.float32},
+                         device=sub.device))
+    notes.rewrite(sub.name, f"Sub of {lin.name} ({lin.op}) ⇒ AddV2 of it with negated weights")
 
 
 # ==================================================================== 2. standalone BN
