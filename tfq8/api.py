@@ -579,6 +579,8 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     elif (equalize and calibration_data is not None
           and _reusable(calibration_data, "channel equalization")):
         options["channel_ranges"] = _channel_ranges(frozen, calibration_data, config)
+    if config.keep_fp32:
+        options["keep_fp32"] = list(config.keep_fp32)   # dedupe must not merge them away
     result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def
     outputs = [o.tensor for o in frozen.outputs]

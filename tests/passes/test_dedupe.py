@@ -90,3 +90,22 @@ def test_nasnet_style_cell_quantizes_without_fp32_islands():
     assert counts["Tfq8Lookup"] == 1          # the one shared ReLU, on the INT8 codes
     cos = cosine_rows(model(data[32:]).numpy(), q(data[32:]).numpy())
     assert cos.min() >= 0.99, cos
+
+
+def test_a_copy_named_in_keep_fp32_is_not_merged_away():
+    """keep_fp32 names the second of two identical ReLUs: it stays a separate FP32 ReLU (merged
+    into its twin, the quantizer would no longer find it), the first runs INT8."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((8, 8, 4))
+    h = L.Conv2D(8, 3, padding="same")(inp)
+    a = L.Conv2D(4, 1)(L.Activation("relu", name="first_relu")(h))
+    b = L.Conv2D(4, 1)(L.Activation("relu", name="kept_relu")(h))
+    model = keras.Model(inp, L.Add()([a, b, h[..., :4]]))
+    data = rand(24, 8, 8, 4)
+    q = tfq8.quantize(model, data[:16], tfq8.QuantConfig(verbose=False, keep_fp32=["kept_relu"]))
+    relus = [n.name for n in q.graph_def.node if n.op == "Relu"]
+    assert len(relus) == 1 and "kept_relu" in relus[0], relus
+    full = tfq8.quantize(model, data[:16], tfq8.QuantConfig(verbose=False))
+    assert not [n for n in full.graph_def.node if n.op == "Relu"]   # merged, then INT8
+    cos = cosine_rows(model(data[16:]).numpy(), q(data[16:]).numpy())
+    assert cos.min() >= 0.99, cos

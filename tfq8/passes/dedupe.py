@@ -18,7 +18,8 @@ Constant inputs of up to ``SMALL_CONST`` elements count as equal when their valu
 ``Pad`` nodes with separate but equal padding constants); larger constants, such as weights, only
 when they are the same node — hashing every weight would cost more than it finds. Constants
 themselves are not merged (passes edit weights in place per layer). Placeholders and the graph's
-outputs are kept: a signature's tensors keep their names.
+outputs are kept: a signature's tensors keep their names. Nodes that ``ctx.options["keep_fp32"]``
+(``QuantConfig.keep_fp32``) names are left alone, so that the quantizer still finds them.
 
 Exact: a stateless op computes the same value from the same inputs.
 """
@@ -33,6 +34,7 @@ from tfq8.graph import Editor, parse_input
 from tfq8.graph import opdefs
 from tfq8.graph.names import input_ref
 from tfq8.passes.pipeline import Pass, PassContext, PassResult
+from tfq8.passes.quantize import kept_by
 
 SMALL_CONST = 4096
 _NEVER = frozenset({"Const", "Placeholder", "PlaceholderWithDefault", "NoOp"})
@@ -44,6 +46,7 @@ class Dedupe(Pass):
     def run(self, graph_def, ctx: PassContext) -> PassResult:
         notes = self.notes()
         index = ctx.index(graph_def)
+        keep = set(ctx.options.get("keep_fp32") or ())
         value_keys: Dict[str, object] = {}
 
         def const_key(name):
@@ -65,7 +68,7 @@ class Dedupe(Pass):
         for name in index.topological_order():
             node = index.node(name)
             if (node.op in _NEVER or opdefs.is_stateful(node.op) is not False
-                    or _calls_function(node)):
+                    or _calls_function(node) or (keep and kept_by(node, keep))):
                 continue
             data, control = [], []
             for text in node.input:

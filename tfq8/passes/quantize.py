@@ -186,6 +186,16 @@ def _list_attr(n, name, default):
     return default
 
 
+
+def kept_by(node, keep) -> bool:
+    """keep_fp32 entries match an op type, a node name, or a name scope — e.g. a Keras layer
+    name ("conv2") matches its nodes "model/conv2_1/Conv2D" (Keras adds "_<n>")."""
+    if node.name in keep or node.op in keep:
+        return True
+    scopes = node.name.split("/")[:-1]
+    return any(s == k or (s.startswith(k + "_") and s[len(k) + 1:].isdigit())
+               for k in keep for s in scopes)
+
 class QuantizePlan:
     """The structural part of the quantize pass: which nodes become which INT8 op.
 
@@ -208,13 +218,7 @@ class QuantizePlan:
 
     # ---------------------------------------------------------------- matching
     def _kept(self, n):
-        """keep_fp32 entries match an op type, a node name, or a name scope — e.g. a Keras
-        layer name ("conv2") matches its nodes "model/conv2_1/Conv2D" (Keras adds "_<n>")."""
-        if n.name in self.keep or n.op in self.keep:
-            return True
-        scopes = n.name.split("/")[:-1]
-        return any(s == k or (s.startswith(k + "_") and s[len(k) + 1:].isdigit())
-                   for k in self.keep for s in scopes)
+        return kept_by(n, self.keep)
 
     def _shape(self, t):
         return self.tfgraph.get_tensor_by_name(tensor_name(t)).shape
