@@ -665,9 +665,39 @@ class QuantizePlan:
                     and gs.num_elements() is not None
                     and gs.num_elements() > xs.num_elements()):
                 continue
-            return Group("channel_mul", n.name, [n.name], [x],
-                         {"op": "Mul (per-channel gate)", "gate": gate})
+            grp = Group("channel_mul", n.name, [n.name], [x],
+                        {"op": "Mul (per-channel gate)", "gate": gate})
+            self._absorb_gate_factor(grp)
+            return grp
         return None
+
+    def _absorb_gate_factor(self, grp):
+        """A gate that is Mul(g, c) with a positive scalar constant c (MobileNetV3's hard
+        sigmoid: relu6(z + 3) · 1/6) read only by this product: the op reads g and the input
+        scale takes c — x·(g·c) = (x·c)·g — instead of an FP32 Mul per call."""
+        node = self.g.nodes.get(node_of(grp.attrs["gate"]))
+        if node is None or node.op != "Mul" or self._kept(node):
+            return
+        if self.g.sole_consumer(grp.attrs["gate"], self.outputs) is not self.g.nodes[grp.out_node]:
+            return
+        if node.name in self.member:
+            # the lookup stage took Mul(INT8 z, c) as a one-node table; read only as this FP32
+            # gate it would be pruned anyway, so the gate takes it
+            taken = self.groups[self.member[node.name]]
+            if taken.kind != "lookup" or taken.nodes != [node.name]:
+                return
+            del self.groups[taken.out_node]
+            del self.member[node.name]
+        ins = [tensor_name(i) for i in self.g.data_inputs(node)]
+        consts = [self.g.const_value(i) for i in ins]
+        for k in (0, 1):
+            c = consts[k]
+            if (c is not None and consts[1 - k] is None and np.size(c) == 1
+                    and np.isfinite(c).all() and float(np.reshape(c, -1)[0]) > 0):
+                grp.attrs["gate"] = ins[1 - k]
+                grp.attrs["gate_factor"] = float(np.reshape(c, -1)[0])
+                grp.nodes.insert(0, node.name)
+                return
 
     def _match_mul(self, n):
         """Mul(a, b) of two INT8 tensors of the same shape ⇒ Tfq8Mul. Broadcasting products
@@ -1354,7 +1384,7 @@ class QuantizePlan:
             gate = grp.attrs["gate"]
             nd.input.append(gate[:-2] if gate.endswith(":0") else gate)
             qin = qp[grp.inputs[0]]
-            a["input_scale"].f = qin.scale
+            a["input_scale"].f = qin.scale * grp.attrs.get("gate_factor", 1.0)
             a["input_zero_point"].i = qin.zero_point
             a["output_scale"].f = qp[t].scale
             a["output_zero_point"].i = qp[t].zero_point
