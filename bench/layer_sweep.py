@@ -15,7 +15,6 @@ Each case seeds its weights and draws its data from its own generator (seeded by
 case gives the same numbers whether it runs alone or in the whole sweep, in any process.
 """
 import argparse
-import ast
 import collections
 import os
 import sys
@@ -159,12 +158,8 @@ def main(argv=None):
     p.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="QuantConfig fields to change; values are Python literals")
     args = p.parse_args(argv)
-    config = {}
-    for item in args.config:
-        field, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--config {item!r}: expected FIELD=VALUE")
-        config[field] = ast.literal_eval(value)
+    from bench.zoo import config_fields
+    config = config_fields(args.config, p)
     names = list(cases())
     print(f"{'case':22s} {'cos min':>8s} {'centred':>8s} {'INT8':>5s}  FP32 ops left / stock "
           "ops on uint8")

@@ -223,6 +223,21 @@ def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0, c
     return row
 
 
+def config_fields(items, parser):
+    """--config FIELD=VALUE items → {field: value}; values are Python literals, a bare word a
+    string (also used by bench/layer_sweep.py)."""
+    config = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--config {item!r}: expected FIELD=VALUE")
+        try:
+            config[field] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            config[field] = value       # a bare word: a string
+    return config
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
@@ -237,15 +252,7 @@ def main(argv=None):
                    help="QuantConfig fields to change from the defaults, values as Python "
                         "literals, e.g. --config weight_rounding=False method='entropy'")
     args = p.parse_args(argv)
-    config = {}
-    for item in args.config:
-        field, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--config {item!r}: expected FIELD=VALUE")
-        try:
-            config[field] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            config[field] = value       # a bare word: a string
+    config = config_fields(args.config, p)
 
     rows = []
     for name in args.models:
