@@ -5,6 +5,7 @@
     python bench/profile_model.py --no-profile             # end-to-end times only
     python bench/profile_model.py --ab-env TFQ8_AVX2_S16_DRIVER=v1   # + INT8 packed the old way
     python bench/profile_model.py --models mobilenetv2 --batch 1 --per-node   # + every op: µs, GMAC/s
+    python bench/profile_model.py --config u8_safe_pairs=True --ab-env TFQ8_AVX2_U8=0 --no-profile
 
 For each Keras model (weights=None, 224×224; or the 1-D nets tcn1d and m5audio) it quantizes
 with tfq8.quantize (method minmax, 16 random calibration inputs), then, with 2 threads (intra 2,
@@ -87,11 +88,12 @@ def _shape(model):
     return tuple(model.inputs[0].shape[1:])
 
 
-def quantize(name):
+def quantize(name, config=None):
     model = MODELS[name]()
     calib = np.random.RandomState(0).uniform(-1, 1, (16,) + _shape(model)).astype(np.float32)
     t0 = time.perf_counter()
-    q = tfq8.quantize(model, calib, tfq8.QuantConfig(method="minmax", verbose=False))
+    fields = {"method": "minmax", "verbose": False, **(config or {})}
+    q = tfq8.quantize(model, calib, tfq8.QuantConfig(**fields))
     return model, q, time.perf_counter() - t0
 
 
@@ -127,11 +129,14 @@ def time_e2e(model, q, batch, repeats, q_ab=None, ab_env=None):
             q_ab(x).numpy()
     fns = [fp32, q] + ([q_ab] if q_ab is not None else [])
     times = [[] for _ in fns]
-    for _ in range(repeats):
-        for f, tl in zip(fns, times):
+    for r in range(repeats):
+        # rotate the order: a fixed one favoured whichever INT8 model ran second (its input and
+        # the pool threads warm; measured 5-10 % on MobileNetV2 b1 before session 13)
+        for i in range(len(fns)):
+            j = (i + r) % len(fns)
             t0 = time.perf_counter()
-            f(x).numpy()
-            tl.append(time.perf_counter() - t0)
+            fns[j](x).numpy()
+            times[j].append(time.perf_counter() - t0)
     return [statistics.median(tl) * 1e3 for tl in times]
 
 
@@ -265,12 +270,17 @@ def main():
     ap.add_argument("--ab-env", action="append", default=[],
                     help="KEY=VALUE: also time a second INT8 instance packed with this "
                          "environment (e.g. TFQ8_AVX2_S16_DRIVER=v1), interleaved")
+    ap.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="QuantConfig fields, e.g. u8_safe_pairs=True (with --ab-env "
+                         "TFQ8_AVX2_U8=0: the same weights on the vpmaddubsw and the s16 kernel)")
     args = ap.parse_args()
+    from bench.zoo import config_fields
+    config = config_fields(args.config, ap)
     batches = args.batch or [1, 16]
     print(f"CPU threads: intra 2, inter 1; load average {os.getloadavg()[0]:.1f}")
     rows = []
     for name in args.models:
-        model, q, tq = quantize(name)
+        model, q, tq = quantize(name, config)
         print(f"\n## {name} (quantized in {tq:.1f} s) ops: "
               + ", ".join(f"{k} {v}" for k, v in sorted(q.op_counts().items())
                           if k != "Const"))

@@ -339,3 +339,46 @@ def test_uint8_image_input_is_read_directly_and_equals_the_float_input_model():
     assert quant.attr["scale"].f == 1.0 and quant.attr["zero_point"].i == 0
     np.testing.assert_array_equal(q8(pixels[12:]).numpy(),
                                   qf(pixels[12:].astype(np.float32)).numpy())
+
+
+def test_u8_safe_pairs_option(model, data, int8, tmp_path):
+    """QuantConfig(u8_safe_pairs=True): no conv/matmul filter of the INT8 graph keeps a
+    same-sign pair of input channels (2j, 2j+1) over 128 (checked by loops here), depthwise
+    filters are as by default, the table remembers the choice, and the model stays close to
+    FP32 (cosine ≥ 0.995: coarser weights than the default's ≥ 0.999) and bit-identical
+    between the reference kernels and the AVX2 ones."""
+    import os
+
+    x = data[:16]
+    safe = tfq8.quantize(model, x, _cfg(u8_safe_pairs=True))
+    default = _filters(int8)
+    nodes = {n.name: n.op for n in safe.graph_def.node}
+    for name, f in _filters(safe).items():
+        if nodes[name] == "Tfq8DepthwiseConv2D":
+            np.testing.assert_array_equal(f, default[name])
+            continue
+        w = f.reshape(-1, f.shape[-2], f.shape[-1]).astype(int)
+        for t in range(w.shape[0]):
+            for j in range(0, w.shape[1] - 1, 2):
+                for o in range(w.shape[2]):
+                    a, b = w[t, j, o], w[t, j + 1, o]
+                    assert a * b <= 0 or abs(a) + abs(b) <= 128, (name, t, j, o, a, b)
+    ref, out = model(data).numpy(), safe(data).numpy()
+    cos = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
+    assert cos.min() >= 0.995
+    old = os.environ.get("TFQ8_ISA")
+    try:
+        os.environ["TFQ8_ISA"] = "ref"
+        want = safe(data).numpy()
+    finally:
+        os.environ.pop("TFQ8_ISA") if old is None else os.environ.update(TFQ8_ISA=old)
+    np.testing.assert_array_equal(out, want)
+    meta = safe.calibration_table.metadata["weight_rounding"]
+    assert meta["u8_safe_pairs"] is True
+    path = tmp_path / "table.json"
+    safe.calibration_table.save(path)
+    again = tfq8.quantize(model, None, _cfg(calibration_table=str(path), u8_safe_pairs=True))
+    for name, f in _filters(again).items():
+        np.testing.assert_array_equal(f, _filters(safe)[name])
+    with pytest.raises(ValueError, match="u8_safe_pairs"):
+        tfq8.quantize(model, None, _cfg(calibration_table=str(path)))

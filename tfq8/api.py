@@ -73,6 +73,16 @@ class QuantConfig:
     num_samples: calibration samples to use (None: all the data given).
     batch_size: batch size used to run the FP32 model during calibration.
     per_channel: per-output-channel weight scales (True) or one scale per layer.
+    u8_safe_pairs: opt-in speed for CPUs with AVX2 but without VNNI (AMD Zen 1–3, Intel before
+      Ice Lake). Every pair of same-sign conv/matmul int8 weights that AVX2 multiplies together
+      (input channels 2j and 2j + 1 of one tap and output channel) is kept at |w0| + |w1| ≤
+      128, by widening each channel's scale to its largest such pair / 128
+      (tfq8.calibration.qparams; with weight_rounding the rounding respects it too). Such
+      layers run on an exact vpmaddubsw kernel, 1.1–1.2× faster per layer than the default
+      exact one. The cost is coarser weights: ~1.6–1.8× the weight quantization noise on
+      trained MobileNetV2, whose real-photo top-1 agreement with FP32 fell from 96.9 % to
+      93.8 % (docs/benchmarks.md, session 13). Off by default; CPUs with VNNI or AMX and GPUs
+      gain nothing from it.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
       An entry that is neither a TensorFlow op type nor a node or layer name of the model is an
       error (with the closest names), so a typo cannot quietly quantize the layer.
@@ -95,6 +105,7 @@ class QuantConfig:
     num_samples: int | None = 512
     batch_size: int = 16
     per_channel: bool = True
+    u8_safe_pairs: bool = False
     keep_fp32: Sequence[str] = ()
     calibration_table: Any = None
     passes: dict | None = None
@@ -411,7 +422,7 @@ def _correction_sites(plan, layers):
             weights=a["weights"], per_channel=plan.per_channel or a.get("affine", False),
             strides=tuple(a.get("strides", (1, 1))), dilations=tuple(a.get("dilations", (1, 1))),
             pads=tuple(a.get("pads", (0, 0, 0, 0))), summand=grp.summand,
-            summand_qparams=rep.summand_qparams, int8_weights=a.get("int8_weights")))
+            summand_qparams=rep.summand_qparams, int8_weights=plan.int8_weights(grp)))
     return sites
 
 
@@ -426,7 +437,8 @@ def _rounding_sites(plan, layers):
         sites.append(RoundingSite(
             name=key, kind=grp.kind, input=grp.inputs[0], weights=a["weights"],
             per_channel=plan.per_channel, strides=tuple(a.get("strides", (1, 1))),
-            dilations=tuple(a.get("dilations", (1, 1))), pads=tuple(a.get("pads", (0, 0, 0, 0)))))
+            dilations=tuple(a.get("dilations", (1, 1))), pads=tuple(a.get("pads", (0, 0, 0, 0))),
+            u8_safe_pairs=plan.u8_safe_pairs))
     return sites
 
 
@@ -460,21 +472,27 @@ def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
         rounded = round_weights(sites, run, _limited(batches, config.num_samples), expected)
         layers = {}
         for key, (wq, _) in sorted(rounded.items()):
-            rtn, _ = plan.int8_weights(plan.groups[key])
+            rtn, _ = plan.int8_weights(plan.groups[key], fit_pairs=False)
             layers[key] = encode_int8_weights(wq, rtn)
-        saved = {"per_channel": bool(plan.per_channel), "layers": layers}
+        saved = {"per_channel": bool(plan.per_channel),
+                 "u8_safe_pairs": bool(plan.u8_safe_pairs), "layers": layers}
         table.metadata[WEIGHT_ROUNDING_KEY] = saved
     if saved.get("per_channel") != bool(plan.per_channel):
         raise ValueError(f"the calibration table's weight rounding was made with per_channel="
                          f"{saved.get('per_channel')}; quantize with the same per_channel, or "
                          f"recalibrate")
+    # tables from before u8_safe_pairs existed were rounded at the plain scales
+    if bool(saved.get("u8_safe_pairs", False)) != bool(plan.u8_safe_pairs):
+        raise ValueError(f"the calibration table's weight rounding was made with "
+                         f"u8_safe_pairs={bool(saved.get('u8_safe_pairs', False))} (other "
+                         f"weight scales); quantize with the same u8_safe_pairs, or recalibrate")
     for key, blob in saved.get("layers", {}).items():
         grp = plan.groups.get(key)
         if grp is None or grp.kind not in ("conv", "depthwise", "matmul"):
             raise ValueError(f"the calibration table's weight rounding for {key!r} does not "
                              f"fit this model; recalibrate")
         grp.attrs.pop("int8_weights", None)
-        rtn, scales = plan.int8_weights(grp)
+        rtn, scales = plan.int8_weights(grp, fit_pairs=False)
         grp.attrs["int8_weights"] = (decode_int8_weights(blob, rtn, key), scales)
 
 
@@ -586,7 +604,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     outputs = [o.tensor for o in frozen.outputs]
     _check_keep_fp32(config.keep_fp32, [frozen.graph_def, fp32])
     plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
-                        per_channel=config.per_channel)
+                        per_channel=config.per_channel, u8_safe_pairs=config.u8_safe_pairs)
     if table is not None:
         missing = [t for t in plan.observe if t not in table]
         if missing:

@@ -36,6 +36,10 @@ flags.DEFINE_list("keep_fp32", [], "Node names or op types to keep in FP32.")
 flags.DEFINE_string("calibration_table", None,
                     "Reuse a calibration table (JSON, or a tfq8 SavedModel directory).")
 flags.DEFINE_bool("per_channel", True, "Per-output-channel weight scales.")
+flags.DEFINE_bool("u8_safe_pairs", False,
+                  "Opt-in: keep same-sign conv/matmul weight pairs at |w0|+|w1| <= 128 (coarser "
+                  "weight scales) for a faster exact kernel on AVX2 CPUs without VNNI; costs "
+                  "accuracy (see QuantConfig.u8_safe_pairs).")
 flags.DEFINE_float("pixel_scale", 1.0, "Images: x * pixel_scale + pixel_offset (x in 0..255).")
 flags.DEFINE_float("pixel_offset", 0.0, "Images: see --pixel_scale.")
 flags.DEFINE_list("mean", [], "Images: per-channel mean subtracted after --pixel_scale/offset.")
@@ -106,6 +110,7 @@ def _config():
     return tfq8.QuantConfig(method=FLAGS.method, percentile=FLAGS.percentile,
                             num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size,
                             keep_fp32=FLAGS.keep_fp32, per_channel=FLAGS.per_channel,
+                            u8_safe_pairs=FLAGS.u8_safe_pairs,
                             calibration_table=FLAGS.calibration_table)
 
 

@@ -192,8 +192,10 @@ class QConvOpBase : public OpKernel {
                    const Tensor& bias, const Tensor& fscale,
                    std::vector<std::shared_ptr<const PackedConv>>* out) {
     std::lock_guard<std::mutex> lock(mu_);
-    // TFQ8_WINOGRAD changes what PackConv builds, so it is part of the key, like the ISA.
-    CacheEntry& e = cache_[static_cast<int>(isa) * 2 + (WinogradAllowed() ? 1 : 0)];
+    // TFQ8_WINOGRAD and TFQ8_AVX2_U8 change what PackConv builds, so they are part of the
+    // key, like the ISA.
+    CacheEntry& e = cache_[static_cast<int>(isa) * 4 + (WinogradAllowed() ? 2 : 0) +
+                           (U8PairsAllowed() ? 1 : 0)];
     if (!e.packed.empty() && e.filter.data() == filter.data() && e.bias.data() == bias.data() &&
         e.filter_scale.data() == fscale.data() && e.filter.shape() == filter.shape()) {
       *out = e.packed;
@@ -251,7 +253,7 @@ class QConvOpBase : public OpKernel {
   ConvEpilogueAttrs attrs_;
   ConvShape geo_;
   std::mutex mu_;
-  std::array<CacheEntry, 8> cache_;  // [isa][Winograd allowed]
+  std::array<CacheEntry, 16> cache_;  // [isa][Winograd allowed][u8 pairs allowed]
 };
 
 class Conv2DOp : public QConvOpBase {

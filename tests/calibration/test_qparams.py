@@ -100,3 +100,66 @@ def test_weight_errors():
         weight_scales(np.zeros((0, 3)))
     with pytest.raises(ValueError, match="> 0"):
         quantize_weights(w, np.zeros(3, np.float32))
+
+
+def _pair_reference(w):
+    """Largest same-sign |w[..,2j,o]| + |w[..,2j+1,o]| per output channel o, by loops."""
+    w2 = np.asarray(w, np.float64).reshape(-1, w.shape[-2], w.shape[-1])
+    out = np.zeros(w.shape[-1])
+    for t in range(w2.shape[0]):
+        for j in range(0, w.shape[-2] - 1, 2):
+            for o in range(w.shape[-1]):
+                a, b = w2[t, j, o], w2[t, j + 1, o]
+                if a * b > 0:
+                    out[o] = max(out[o], abs(a) + abs(b))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 8, 5), (16, 7), (1, 1, 9, 4), (2, 2, 1, 3)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_u8_safe_pair_scales_vs_loops(shape, per_channel):
+    """Scales widened to max(max|w|, largest same-sign pair · 127/128) / 127 (a loop reference),
+    and the int8 weights at those scales break the pair rule at most by rounding, which
+    fit_u8_pairs removes without touching any other weight."""
+    from tfq8.calibration.qparams import fit_u8_pairs, u8_pair_violations
+    rng = np.random.default_rng(sum(shape) + per_channel)
+    w = rng.uniform(-1, 1, size=shape).astype(np.float32)
+    got = weight_scales(w, per_channel=per_channel, u8_safe_pairs=True)
+    amax = np.abs(w.astype(np.float64)).reshape(-1, shape[-1]).max(0)
+    pair = _pair_reference(w)
+    if not per_channel:
+        amax, pair = amax.max(keepdims=True), pair.max(keepdims=True)
+    want = (np.maximum(amax, pair * 127 / 128) / 127).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    q = quantize_weights(w, got)
+    t = w.astype(np.float64) / got.astype(np.float64)
+    f = fit_u8_pairs(q, t)
+    assert u8_pair_violations(f) == 0
+    changed = f != q
+    assert changed.sum() <= 2 * u8_pair_violations(q)
+    assert np.abs(f.astype(int) - q).max(initial=0) <= 1    # only rounding's off-by-one
+
+
+def test_fit_u8_pairs_is_the_nearest_safe_pair():
+    """A breaking pair moves to the integer pair on |q0| + |q1| = 128 nearest its targets
+    (brute force over every safe pair); safe pairs and odd last channels are untouched."""
+    from tfq8.calibration.qparams import fit_u8_pairs
+    rng = np.random.default_rng(11)
+    t = rng.uniform(-127, 127, size=(1, 1, 41, 6))
+    t[0, 0, 0, 0], t[0, 0, 1, 0] = 120.4, 99.7          # certainly breaking
+    q = np.clip(np.rint(t), -127, 127).astype(np.int8)
+    f = fit_u8_pairs(q, t)
+    np.testing.assert_array_equal(f[..., 40, :], q[..., 40, :])
+    cand = np.arange(-127, 128)
+    for j in range(0, 40, 2):
+        for o in range(6):
+            a, b = int(q[0, 0, j, o]), int(q[0, 0, j + 1, o])
+            if a * b <= 0 or abs(a) + abs(b) <= 128:
+                assert (f[0, 0, j, o], f[0, 0, j + 1, o]) == (a, b)
+                continue
+            x, y = np.meshgrid(cand, cand, indexing="ij")
+            ok = (x * y <= 0) | (np.abs(x) + np.abs(y) <= 128)
+            err = np.where(ok, (x - t[0, 0, j, o]) ** 2 + (y - t[0, 0, j + 1, o]) ** 2, np.inf)
+            best = err.min()
+            e = (f[0, 0, j, o] - t[0, 0, j, o]) ** 2 + (f[0, 0, j + 1, o] - t[0, 0, j + 1, o]) ** 2
+            assert e <= best + 1e-9, (j, o, f[0, 0, j, o], f[0, 0, j + 1, o])

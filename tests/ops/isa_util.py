@@ -15,14 +15,17 @@ ALL_ISAS = ("ref", "avx2", "avx512vnni", "amx")
 
 
 # Variants of a path chosen by another switch: "avx2-direct" is avx2 with exact Winograd
-# F(2×2, 3×3) off (3×3 stride-1 convs on the direct kernel).
-PATH_ENV = {"avx2-direct": {"TFQ8_ISA": "avx2", "TFQ8_WINOGRAD": "0"}}
+# F(2×2, 3×3) off (3×3 stride-1 convs on the direct kernel); "avx2-s16" is avx2 with the
+# vpmaddubsw kernel for u8-safe weight pairs off (such weights on the exact s16 kernel).
+PATH_ENV = {"avx2-direct": {"TFQ8_ISA": "avx2", "TFQ8_WINOGRAD": "0"},
+            "avx2-s16": {"TFQ8_ISA": "avx2", "TFQ8_AVX2_U8": "0"}}
+_SWITCHES = ("TFQ8_ISA", "TFQ8_WINOGRAD", "TFQ8_AVX2_U8")
 
 
 @contextlib.contextmanager
 def forced_isa(isa):
     env = PATH_ENV.get(isa, {"TFQ8_ISA": isa})
-    old = {k: os.environ.get(k) for k in ("TFQ8_ISA", "TFQ8_WINOGRAD")}
+    old = {k: os.environ.get(k) for k in _SWITCHES}
     for k in old:
         os.environ.pop(k, None)
     os.environ.update(env)
@@ -48,8 +51,9 @@ def _available(isa):
 AVAILABLE_ISAS = tuple(isa for isa in ALL_ISAS if _available(isa))
 
 
-# Conv tests also run the avx2 path's direct 3×3 kernel beside its Winograd one.
-CONV_PATHS = AVAILABLE_ISAS + (("avx2-direct",) if "avx2" in AVAILABLE_ISAS else ())
+# Conv tests also run the avx2 path's direct 3×3 kernel beside its Winograd one, and u8-safe
+# weights on the s16 kernel beside the vpmaddubsw one.
+CONV_PATHS = AVAILABLE_ISAS + (("avx2-direct", "avx2-s16") if "avx2" in AVAILABLE_ISAS else ())
 
 
 def run_all_isas(fn, paths=AVAILABLE_ISAS):

@@ -31,10 +31,24 @@ OUT_TYPES = {"uint8": tf.uint8, "float32": tf.float32, "int32": tf.int32}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def u8_safe(wt):
+    """The weights with every same-sign pair of input channels (2j, 2j+1) cut to
+    |w0| + |w1| ≤ 128 (the second one shrinks): what QuantConfig(u8_safe_pairs=True) produces,
+    and what lets the avx2 path take its vpmaddubsw kernel."""
+    w = wt.astype(np.int32).copy()
+    a, b = w[:, :, 0:w.shape[2] // 2 * 2:2], w[:, :, 1:w.shape[2] // 2 * 2:2]
+    over = (a * b > 0) & (np.abs(a) + np.abs(b) > 128)
+    b[over] = np.sign(b[over]) * (128 - np.abs(a[over]))
+    w[:, :, 1:w.shape[2] // 2 * 2:2] = b
+    return w.astype(np.int8)
+
+
 def make_case(rng, n, h, w, ic, oc, kh, kw, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
-              zp_in=128, per_tensor=False, int_bias=False):
+              zp_in=128, per_tensor=False, int_bias=False, safe_pairs=False):
     x = rng.integers(0, 256, size=(n, h, w, ic), dtype=np.uint8)
     wt = rng.integers(-127, 128, size=(kh, kw, ic, oc), dtype=np.int8)
+    if safe_pairs:
+        wt = u8_safe(wt)
     s_in = np.float32(0.02)
     fs = (np.full([1], 0.004, np.float32) if per_tensor
           else rng.uniform(0.001, 0.01, size=[oc]).astype(np.float32))
@@ -388,6 +402,63 @@ def test_grouped_conv_errors_name_the_problem():
         tfq8.ops.tfq8_grouped_conv2d(np.zeros((1, 4, 4, 16), np.uint8), w,
                                      np.zeros(6, np.float32), np.ones(1, np.float32), [],
                                      groups=4, **kw)
+
+
+def _avx2_kernel(case, capfd):
+    """The avx2 path's implementation name for this case (the op prints it when TFQ8_VERBOSE
+    is set and it packs the weights)."""
+    capfd.readouterr()
+    os.environ["TFQ8_VERBOSE"] = "1"
+    try:
+        with forced_isa("avx2"):
+            run_op(case)
+    finally:
+        del os.environ["TFQ8_VERBOSE"]
+    return capfd.readouterr().err
+
+
+@pytest.mark.skipif("avx2" not in AVAILABLE_ISAS, reason="this CPU has no AVX2")
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:7])))
+def test_u8_safe_pairs_every_path(shape, capfd):
+    """Weights with u8-safe pairs (as the quantizer's u8_safe_pairs option makes them, the
+    largest magnitudes included): the avx2 path runs them on its vpmaddubsw kernel, except
+    where another kernel is the plan (3×3 stride-1 Winograd, small-IC first layers, 1–2 output
+    rows), and every path still equals the reference bit for bit. The weights stay at the
+    edge: pairs summing to exactly ±128 are common, so an s16 saturation would show."""
+    n, h, w, ic, oc, kh, kw, st, dil, pads = shape
+    rng = np.random.default_rng(hash(shape) % 2**32 + 1)
+    case = make_case(rng, n, h, w, ic, oc, kh, kw, st, dil, pads, safe_pairs=True)
+    wt = case["w"].astype(np.int32)
+    if ic >= 2:
+        a, b = wt[:, :, 0:ic // 2 * 2:2], wt[:, :, 1:ic // 2 * 2:2]
+        assert np.max(np.where(a * b > 0, np.abs(a) + np.abs(b), 0)) <= 128
+    kernel = _avx2_kernel(case, capfd)
+    winograd = (kh, kw, st, dil) == (3, 3, (1, 1), (1, 1)) and 16 <= ic <= 1024
+    im2col = kh * kw > 1 and ic < 16
+    gemv = case["oshape"][0] * case["oshape"][1] * case["oshape"][2] <= 2
+    if winograd or im2col or gemv:
+        assert "6x16c4__avx2" not in kernel, kernel
+    else:
+        assert "6x16c4__avx2 (u8-safe weight pairs)" in kernel, kernel
+    check(case, rng, activation="RELU")
+    check(case, rng, activation="NONE", with_summand=True, zp_out=128)
+    check(case, rng, out_type="int32")
+
+
+def test_unsafe_pairs_stay_on_the_exact_kernel(capfd):
+    """One same-sign pair over 128 in the whole filter keeps the layer off the vpmaddubsw
+    kernel (it would saturate there), and the result equals the reference."""
+    if "avx2" not in AVAILABLE_ISAS:
+        pytest.skip("this CPU has no AVX2")
+    rng = np.random.default_rng(5)
+    case = make_case(rng, 1, 8, 8, 64, 40, 1, 1, safe_pairs=True)
+    case["w"][0, 0, 10, 7], case["w"][0, 0, 11, 7] = 100, 29            # 129
+    assert "6x16c2s16" in _avx2_kernel(case, capfd)
+    case["w"][0, 0, 11, 7] = 28                                          # 128: safe
+    assert "6x16c4__avx2" in _avx2_kernel(case, capfd)
+    # all inputs 255 against the pair at 128 and the rest: the s16 pair sums at their limit
+    case["x"][:] = 255
+    check(case, rng, out_type="int32")
 
 
 def test_all_paths_listed():

@@ -34,11 +34,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from tfq8.calibration.qparams import S8_LEVELS, weight_scales
+from tfq8.calibration.qparams import PAIR_LIMIT, S8_LEVELS, weight_scales
 
 __all__ = ["RoundingSite", "HessianAccumulator", "round_weights", "gptq_round",
            "encode_int8_weights", "decode_int8_weights",
-           "gptq_round_depthwise", "ROWS_PER_BATCH", "MIN_ROWS_PER_BATCH",
+           "gptq_round_depthwise", "pair_partners", "ROWS_PER_BATCH", "MIN_ROWS_PER_BATCH",
            "TARGET_ROWS_PER_WEIGHT", "MIN_ROWS_PER_WEIGHT"]
 
 ROWS_PER_BATCH = 4096
@@ -52,7 +52,8 @@ BLOCK = 128         # columns rounded per lazy block update
 @dataclasses.dataclass
 class RoundingSite:
     """One layer. kind: "conv" | "depthwise" | "matmul"; weights as in the graph (HWIO, HWCM,
-    (in, out)); pads [top, bottom, left, right]."""
+    (in, out)); pads [top, bottom, left, right]; u8_safe_pairs: round conv/matmul weights
+    u8-safe in pairs (tfq8.calibration.qparams.fit_u8_pairs)."""
 
     name: str
     kind: str
@@ -62,6 +63,7 @@ class RoundingSite:
     strides: tuple = (1, 1)
     dilations: tuple = (1, 1)
     pads: tuple = (0, 0, 0, 0)
+    u8_safe_pairs: bool = False
 
     @property
     def num_inputs(self) -> int:
@@ -167,8 +169,10 @@ class HessianAccumulator:
                 q = gptq_round_depthwise(flat.T, hc, s)
                 out[site.name] = (q.T.reshape(w.shape).astype(np.int8), s)
             else:
-                s = weight_scales(w, axis=-1, per_channel=site.per_channel)
-                q = gptq_round(w.reshape(-1, w.shape[-1]).T, h, s)
+                s = weight_scales(w, axis=-1, per_channel=site.per_channel,
+                                  u8_safe_pairs=site.u8_safe_pairs)
+                partner = pair_partners(w.shape[:-1]) if site.u8_safe_pairs else None
+                q = gptq_round(w.reshape(-1, w.shape[-1]).T, h, s, partner)
                 out[site.name] = (q.T.reshape(w.shape).astype(np.int8), s)
         return out
 
@@ -207,11 +211,25 @@ def _q(w: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(w / s), -S8_LEVELS, S8_LEVELS)
 
 
-def gptq_round(w: np.ndarray, h: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def pair_partners(shape) -> np.ndarray:
+    """For weights of shape (..., IC) flattened to K (HWIO rows, (in,) of a matmul): the K index
+    of each weight's u8-safe pair partner (input channel 2j ↔ 2j + 1 of the same tap), −1 for
+    an odd last channel (see tfq8.calibration.qparams.fit_u8_pairs)."""
+    ic = int(shape[-1])
+    k = np.arange(int(np.prod(shape)))
+    c = k % ic
+    return np.where(c % 2 == 0, np.where(c + 1 < ic, k + 1, -1), k - 1)
+
+
+def gptq_round(w: np.ndarray, h: np.ndarray, scales: np.ndarray,
+               partner: np.ndarray | None = None) -> np.ndarray:
     """w (out, K) f64, h (K, K), scales (out,) or (1,) → int levels (out, K), −127…127.
 
     Columns in order of decreasing H diagonal (the inputs with the most energy are rounded
-    first, while the most other weights are still free to compensate)."""
+    first, while the most other weights are still free to compensate). With ``partner``
+    (pair_partners), the second weight of each pair to be rounded is clipped so that the pair
+    stays u8-safe (same sign: |q0| + |q1| ≤ PAIR_LIMIT); the compensation then absorbs that
+    clipping like any rounding error."""
     w = np.array(w, np.float64)
     s = np.asarray(scales, np.float64).reshape(-1, 1)
     h = _damped(h)    # a dead input is decoupled in H: its weight keeps round-to-nearest
@@ -220,6 +238,11 @@ def gptq_round(w: np.ndarray, h: np.ndarray, scales: np.ndarray) -> np.ndarray:
     u = _upper_inverse_cholesky(h[np.ix_(order, order)])
     k = w.shape[1]
     q = np.empty_like(w)
+    if partner is not None:
+        rank = np.empty(k, np.int64)
+        rank[order] = np.arange(k)                # column of each original index in q
+        mate = np.asarray(partner)[order]         # original index of each column's partner
+        mate_col = np.where(mate >= 0, rank[np.maximum(mate, 0)], k)
     for i1 in range(0, k, BLOCK):
         i2 = min(i1 + BLOCK, k)
         w1 = w[:, i1:i2].copy()
@@ -227,6 +250,11 @@ def gptq_round(w: np.ndarray, h: np.ndarray, scales: np.ndarray) -> np.ndarray:
         u1 = u[i1:i2, i1:i2]
         for j in range(i2 - i1):
             qj = _q(w1[:, j:j + 1], s)
+            if partner is not None and mate_col[i1 + j] < i1 + j:   # partner already rounded
+                qm = q[:, mate_col[i1 + j]:mate_col[i1 + j] + 1]
+                hi = np.where(qm > 0, PAIR_LIMIT - qm, S8_LEVELS)
+                lo = np.where(qm < 0, -PAIR_LIMIT - qm, -S8_LEVELS)
+                qj = np.clip(qj, lo, hi)
             q[:, i1 + j] = qj[:, 0]
             e = (w1[:, j] - qj[:, 0] * s[:, 0]) / u1[j, j]
             w1[:, j:] -= e[:, None] * u1[j, j:][None, :]

@@ -58,7 +58,7 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework import tensor_util
 
-from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
+from tfq8.calibration.qparams import QParams, fit_u8_pairs, quantize_weights, weight_scales
 from tfq8.passes.input_affine import absorb_input_affines
 
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
@@ -204,12 +204,13 @@ class QuantizePlan:
     """
 
     def __init__(self, graph_def, output_tensors: Iterable[str], keep_fp32=(),
-                 per_channel=True):
+                 per_channel=True, u8_safe_pairs=False):
         self.graph_def = graph_def
         self.g = _Graph(graph_def)
         self.outputs = {tensor_name(t) for t in output_tensors}
         self.keep = set(keep_fp32)
         self.per_channel = per_channel
+        self.u8_safe_pairs = u8_safe_pairs   # conv/matmul weights: see int8_weights
         self.tfgraph = _static_shapes(graph_def)
         self.groups: dict[str, Group] = {}      # out_node → group
         self.member: dict[str, str] = {}        # FP32 node → out_node of its group
@@ -1277,26 +1278,39 @@ class QuantizePlan:
                                                                        dtype=dtype))
         return name
 
-    def int8_weights(self, grp):
+    def int8_weights(self, grp, fit_pairs=True):
         """(int8 weights in the graph's layout, f32 scales) of a conv/depthwise/matmul group:
         round-to-nearest at max|w| / 127, unless calibration chose the int8 values
-        (grp.attrs["int8_weights"], see tfq8.calibration.weight_rounding)."""
+        (grp.attrs["int8_weights"], see tfq8.calibration.weight_rounding).
+
+        With the plan's u8_safe_pairs, conv and matmul weights are u8-safe in pairs
+        (tfq8.calibration.qparams): scales widened to the largest same-sign pair sum / 128,
+        then fit_u8_pairs for the rare pair that rounding pushed past 128 (idempotent).
+        ``fit_pairs=False`` skips that last step: the round-to-nearest basis the calibration
+        table stores chosen roundings against."""
         w = grp.attrs["weights"]
+        safe = (self.u8_safe_pairs and grp.kind in ("conv", "matmul")
+                and not grp.attrs.get("affine"))
         if "int8_weights" in grp.attrs:
             wq, scales = grp.attrs["int8_weights"]
             if wq.shape != w.shape:
                 raise QuantizeError(f"{grp.out_node}: rounded int8 weights of shape {wq.shape} "
                                     f"do not fit the layer's weights {w.shape}; recalibrate")
-            return wq, scales
-        if grp.kind == "depthwise":
+        elif grp.kind == "depthwise":
             kh, kw, c, m = w.shape
             flat = w.reshape(kh, kw, c * m)
             # an affine's one weight per channel is exact only with its own scale
             scales = weight_scales(flat, axis=-1,
                                    per_channel=self.per_channel or grp.attrs.get("affine"))
             return quantize_weights(flat, scales, axis=-1).reshape(kh, kw, c, m), scales
-        scales = weight_scales(w, axis=-1, per_channel=self.per_channel)
-        return quantize_weights(w, scales, axis=-1), scales
+        else:
+            scales = weight_scales(w, axis=-1, per_channel=self.per_channel,
+                                   u8_safe_pairs=safe)
+            wq = quantize_weights(w, scales, axis=-1)
+        if safe and fit_pairs:
+            s = np.asarray(scales, np.float64).reshape(-1)
+            wq = fit_u8_pairs(wq, np.asarray(w, np.float64) / s, axis=-2)
+        return wq, scales
 
     def _emit_group(self, grp, nd, ins_q, summand_q, qp, t, fuse_f32, out) -> LayerReport:
         rep = LayerReport(node=grp.out_node, op=grp.attrs["op"], int8=True,

@@ -66,6 +66,22 @@ bool ConvShape::ComputeOutputSize() {
 
 bool WinogradAllowed() { return !EnvFlagOff("TFQ8_WINOGRAD"); }
 
+bool U8PairsAllowed() { return !EnvFlagOff("TFQ8_AVX2_U8"); }
+
+bool Qu8PairsFitS16(const int8_t* filter, int64_t taps, int64_t ic, int64_t oc) {
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t i = 0; i + 1 < ic; i += 2) {
+      const int8_t* w0 = filter + (t * ic + i) * oc;
+      const int8_t* w1 = w0 + oc;
+      for (int64_t o = 0; o < oc; ++o) {
+        const int a = w0[o], b = w1[o];
+        if ((a > 0 && b > 0 && a + b > 128) || (a < 0 && b < 0 && a + b < -128)) return false;
+      }
+    }
+  }
+  return true;
+}
+
 namespace {
 
 // U' = G' g G'ᵀ per (input, output channel), G' = [2 0 0; 1 1 1; 1 −1 1; 0 0 2], packed for
@@ -206,6 +222,15 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
     p->weights.shrink_to_fit();
     return p;
   }
+  // Weights whose pairs cannot saturate vpmaddubsw (the quantizer makes them so): the 6x16c4
+  // kernel on the c4 blocks and the u8 input. Small-IC multi-tap convs (a network's first
+  // layer) keep the s16 kernel's im2col rows, which pack taps·IC densely instead of padding
+  // each tap's IC to 4.
+  if (avx2_s16 && !(taps > 1 && ic < 16) && U8PairsAllowed() &&
+      Qu8PairsFitS16(filter, taps, ic, oc)) {
+    p->u8_pairs = true;
+    return p;
+  }
   if (avx2_s16) {
     // s16 k-pair blocks of 16 channels for qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2.
     constexpr int64_t NR = kIgemmNrAvx2S16;
@@ -272,13 +297,14 @@ std::string ConvImplName(const PackedConv& p, const ConvShape& s) {
                "on the 16 transformed GEMMs";
       }
       return p.use_avxvnni ? "avx2: qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni"
-             : !p.weights_s16.empty() && s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16")
+             : (p.u8_pairs || !p.weights_s16.empty()) && s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16")
                  ? "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2 (1-2 output rows)"
              : !p.weights_s16.empty()
                  ? (p.im2col16 ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
                                  "im2col rows widened to u16 per task)"
                                : "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2 (input "
                                  "widened to u16)")
+             : p.u8_pairs ? "avx2: qu8_igemm_minmax_fp32_ukernel_6x16c4__avx2 (u8-safe weight pairs)"
                  : "avx2: qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2";
     case Isa::kAvx512Vnni: return "avx512vnni: qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni";
     case Isa::kAmx: {
@@ -383,17 +409,34 @@ template <typename T>
 void BuildIndirection(const ConvShape& s, const T* x, int64_t row, const T* zrow, int64_t mr,
                       int64_t mb0, int64_t mb1, const T** a) {
   const int64_t pixels = s.pixels(), taps = s.taps();
+  // 1×1 unpadded: every tap is inside the input (ComputeOutputSize).
+  const bool pointwise =
+      taps == 1 && s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0;
+  // (n, oy, ox) of the current pixel, stepped rather than divided out per pixel: with a small
+  // K (MobileNetV2's 16-channel 1×1s) three divisions per pixel cost as much as its MACs.
+  int64_t px = mb0 * mr;  // < pixels: mb0 is a block of the output
+  int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
   for (int64_t mb = mb0; mb < mb1; ++mb) {
     const T** blk = a + (mb - mb0) * taps * mr;
     for (int64_t m = 0; m < mr; ++m) {
-      const int64_t px = std::min(mb * mr + m, pixels - 1);
-      const int64_t n = px / (s.oh * s.ow), oy = px / s.ow % s.oh, ox = px % s.ow;
-      for (int64_t i = 0; i < s.kh; ++i) {
-        const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
-        for (int64_t j = 0; j < s.kw; ++j) {
-          const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
-          const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
-          blk[(i * s.kw + j) * mr + m] = inside ? x + ((n * s.h + iy) * s.w + ix) * row : zrow;
+      if (pointwise) {
+        blk[m] = x + ((n * s.h + oy * s.stride_h) * s.w + ox * s.stride_w) * row;
+      } else {
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t iy = oy * s.stride_h - s.pad_top + i * s.dil_h;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t ix = ox * s.stride_w - s.pad_left + j * s.dil_w;
+            const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+            blk[(i * s.kw + j) * mr + m] =
+                inside ? x + ((n * s.h + iy) * s.w + ix) * row : zrow;
+          }
+        }
+      }
+      if (px + 1 < pixels) {  // rows past the last pixel repeat it
+        ++px;
+        if (++ox == s.ow) {
+          ox = 0;
+          if (++oy == s.oh) oy = 0, ++n;
         }
       }
     }
@@ -450,10 +493,11 @@ class ScratchLease {
   std::unique_ptr<std::vector<T>> buf_;
 };
 
+// The c4 kernels: 32-channel blocks, or 16-channel halves of them for the 6x16c4 kernel.
 void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
-              const uint8_t* summand, void* output, const ParallelFor& pfor) {
+              const uint8_t* summand, void* output, const ParallelFor& pfor, bool u8_pairs) {
   QIgemmFn fn;
-  int64_t mr_max;
+  int64_t mr_max, nr = kConvNr;
   switch (p.isa) {
     case Isa::kAvx512Vnni:
       fn = qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512vnni;
@@ -463,6 +507,11 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
       fn = p.use_avxvnni ? qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni
                          : qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2;
       mr_max = p.use_avxvnni ? kIgemmMrAvxvnni : kIgemmMrAvx2;
+      if (u8_pairs) {
+        fn = qu8_igemm_minmax_fp32_ukernel_6x16c4__avx2;
+        mr_max = kIgemmMrAvx2U8;
+        nr = kIgemmNrAvx2U8;
+      }
       break;
   }
   const int64_t ic = s.ic, kc = p.kc, taps = s.taps();
@@ -477,11 +526,11 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
   }
   const std::vector<uint8_t> zrow(kc, static_cast<uint8_t>(p.input_zero_point));
   const int64_t pixels = s.pixels(), oc = s.oc;
-  const int64_t nblocks = p.oc_padded / kConvNr;
+  const int64_t nblocks = (oc + nr - 1) / nr;
   const ConvTaskPlan g((pixels + mr_max - 1) / mr_max, nblocks, mr_max * taps * kc,
                        taps * kc * p.oc_padded);
   const size_t es = p.ep.out_type == QOutType::kU8 ? 1 : 4;
-  const int64_t cost = g.mchunk * mr_max * taps * kc * kConvNr * g.per_group / 16 + 64;
+  const int64_t cost = g.mchunk * mr_max * taps * kc * nr * g.per_group / 16 + 64;
   pfor(g.tasks(), cost, [&](int64_t t0, int64_t t1) {
     ScratchLease<const uint8_t*> ptrs_lease;  // indirection rows [mb][tap][MR] of one chunk
     std::vector<const uint8_t*>& ptrs = ptrs_lease.vec();
@@ -490,11 +539,12 @@ void RunIgemm(const PackedConv& p, const ConvShape& s, const uint8_t* input,
       BuildIndirection(s, x, kc, zrow.data(), mr_max, mb0, mb1, ptrs.data());
     };
     auto block = [&](int64_t mb, int64_t nb, int64_t mb0) {
-      const int64_t n0 = nb * kConvNr, p0 = mb * mr_max;
-      const size_t nc = static_cast<size_t>(std::min<int64_t>(kConvNr, oc - n0));
+      const int64_t n0 = nb * nr, p0 = mb * mr_max;
+      const size_t nc = static_cast<size_t>(std::min<int64_t>(nr, oc - n0));
       const size_t mr = static_cast<size_t>(std::min<int64_t>(mr_max, pixels - p0));
+      // channel n0 of its 32-channel block: 4 bytes per channel in each row
       fn(mr, nc, kc, taps, ptrs.data() + (mb - mb0) * taps * mr_max,
-         p.weights.data() + nb * p.block_bytes, p.bias.data() + n0, p.mul.data() + n0,
+         p.weights.data() + n0 / kConvNr * p.block_bytes + n0 % kConvNr * 4, p.bias.data() + n0, p.mul.data() + n0,
          p.badd.data() + n0, static_cast<char*>(output) + (p0 * oc + n0) * es, oc,
          summand ? summand + p0 * oc + n0 : nullptr, p.ep);
     };
@@ -735,11 +785,13 @@ void Conv2DRun(const PackedConv& p, const ConvShape& s, const uint8_t* input,
       // registers and computes 2 rows.
       if (p.winograd) {
         RunWinogradAvx2(p, s, input, summand, output, pfor);
+      } else if (p.u8_pairs && !(s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16"))) {
+        RunIgemm(p, s, input, summand, output, pfor, /*u8_pairs=*/true);
       } else if (p.isa == Isa::kAvx2 && !p.use_avxvnni && !p.weights_s16.empty() &&
           !(s.pixels() <= 2 && !EnvIs("TFQ8_AVX2_GEMV", "s16"))) {
         RunIgemmAvx2S16(p, s, input, summand, output, pfor);
       } else {
-        RunIgemm(p, s, input, summand, output, pfor);
+        RunIgemm(p, s, input, summand, output, pfor, /*u8_pairs=*/false);
       }
       return;
   }

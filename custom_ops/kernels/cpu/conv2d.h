@@ -30,7 +30,10 @@
 //             micro-kernel accumulates over taps × channels in registers, then runs the epilogue
 //             in its store. No im2col buffer. If IC % 4 != 0 the driver first copies the input
 //             with channels padded to a multiple of 4 (zero weights there).
-//      avx2 : (no AVX-VNNI) the 6x16c2s16 kernel runs the implicit GEMM on u16 rows: 1×1
+//      avx2 : (no AVX-VNNI) weights with u8-safe pairs (Qu8PairsFitS16, qu8_gemm.h; tfq8's
+//             quantizer produces them): the 6x16c4 kernel on the u8 input and the c4 blocks,
+//             vpmaddubsw without saturation, through the c4 driver in 16-channel halves.
+//             Otherwise the 6x16c2s16 kernel runs the implicit GEMM on u16 rows: 1×1
 //             unpadded convs widen each task's input rows into a pooled buffer; small-IC
 //             multi-tap convs (im2col16) gather each task's im2col rows from the u8 input,
 //             widening on the fly; other convs zero-extend the whole input to u16 once per call
@@ -97,6 +100,9 @@ constexpr int64_t kConvNr = 32;  // output channels per packed block (all SIMD p
 struct PackedConv {
   Isa isa = Isa::kRef;
   bool use_avxvnni = false;  // avx2 path: AVX-VNNI kernel instead of the widening one
+  // avx2 without AVX-VNNI: the weights meet Qu8PairsFitS16 (and TFQ8_AVX2_U8≠0, read at
+  // packing time), so the 6x16c4 kernel runs on `weights` and weights_s16 is not built.
+  bool u8_pairs = false;
   ConvShape shape;           // kh, kw, ic, oc (spatial sizes are per call)
   int64_t oc_padded = 0;     // OC rounded up to kConvNr
   int64_t kc = 0;            // bytes of K per tap in the c4 layout (IC rounded up to 4)
@@ -105,7 +111,8 @@ struct PackedConv {
   int32_t input_zero_point = 0;
   std::vector<int8_t> weights;  // layout per isa, see the file comment
   // avx2 without AVX-VNNI: the weights widened to s16 for the 6x16c2s16 kernel, per 16-channel
-  // block [taps][kc16/2][16][2]; empty when that kernel is not used (TFQ8_AVX2_KERNEL=c4).
+  // block [taps][kc16/2][16][2]; empty when that kernel is not used (TFQ8_AVX2_KERNEL=c4,
+  // u8_pairs).
   // im2col16: small IC (< 16) with several taps: K runs over the im2col order tap·IC + ic
   // (rounded up to 2) as one "tap", and the driver gathers each pixel's window into a row.
   bool im2col16 = false;
@@ -139,6 +146,10 @@ std::shared_ptr<const PackedConv> PackConv(Isa isa, const ConvShape& s, const in
 // Whether PackConv may choose the Winograd path: false when TFQ8_WINOGRAD=0 (read per call, so
 // op kernels key their packed-weight cache on it, like on the ISA).
 bool WinogradAllowed();
+
+// Whether PackConv may choose the 6x16c4 kernel for u8-safe weight pairs: false when
+// TFQ8_AVX2_U8=0 (read per call; op kernels key their packed-weight cache on it).
+bool U8PairsAllowed();
 
 // Human-readable name of the implementation Conv2DRun picks (TFQ8_VERBOSE).
 std::string ConvImplName(const PackedConv& p, const ConvShape& s);

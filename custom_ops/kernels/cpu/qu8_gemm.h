@@ -58,6 +58,25 @@ void qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2(size_t mr, size_t nc, size_t kc,
                                                 const float* badd, void* c, size_t c_stride,
                                                 const uint8_t* s, const QEpilogue& ep);
 
+// AVX2 without VNNI, weights with "u8-safe pairs": 6 rows × 16 channels, u8 input rows as for
+// the c4 kernels, w at 16 channels of a c4 block (rows of 4 input channels 128 bytes apart,
+// the kernel reads 64 bytes of each). Precondition (PackConv checks it, Qu8PairsFitS16): for
+// every output channel and every pair of input channels (4q, 4q+1) and (4q+2, 4q+3) of a tap,
+// weights of the same sign have |w0| + |w1| ≤ 128. Then u8·w0 + u8·w1 lies within
+// ±255·128 = ±32640 and vpmaddubsw's s16 pair sums never saturate: the result equals the
+// exact kernels' bit for bit, with 32 MACs per two multiply instructions (vpmaddubsw,
+// vpmaddwd by 1) instead of 16 per one.
+constexpr size_t kIgemmMrAvx2U8 = 6;
+constexpr size_t kIgemmNrAvx2U8 = 16;
+void qu8_igemm_minmax_fp32_ukernel_6x16c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                const uint8_t* const* a, const int8_t* w,
+                                                const int32_t* bias, const float* mul,
+                                                const float* badd, void* c, size_t c_stride,
+                                                const uint8_t* s, const QEpilogue& ep);
+// Whether filter [taps][ic][oc] (HWIO flattened) meets that precondition: pairs (2j, 2j+1) of
+// input channels within each tap (the c4 layout's pairs, ic padded with zero weights).
+bool Qu8PairsFitS16(const int8_t* filter, int64_t taps, int64_t ic, int64_t oc);
+
 // AVX2 without VNNI, pre-widened operands: 6 rows × 16 channels. a[ks][6] point at u16 rows
 // (the input zero-extended by qu8_widen_u16__avx2), kc u16 values per tap (kc even); w points at
 // one 16-channel block packed as s16 [ks][kc/2][16 channels][2]; nc ≤ 16. vpbroadcastd of a

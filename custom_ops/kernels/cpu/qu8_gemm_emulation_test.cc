@@ -3,6 +3,7 @@
 // qu8_gemm_emulation_test.h force-included, and compares each with the scalar reference over a
 // sweep of shapes and epilogues. Prints "N passed, M failed"; exit status 1 on any mismatch.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -25,7 +26,10 @@ struct Geo {
   int n, h, w, ic, oc, k, stride, dil, pad;
 };
 
-bool RunOne(const Geo& g, const ConvEpilogueAttrs& base, std::mt19937& rng, const char* what) {
+// safe_pairs: weights cut so that every same-sign pair of input channels (2j, 2j+1) has
+// |w0| + |w1| ≤ 128, which sends the avx2 path to its vpmaddubsw (6x16c4) kernel.
+bool RunOne(const Geo& g, const ConvEpilogueAttrs& base, std::mt19937& rng, const char* what,
+            bool safe_pairs = false) {
   ConvShape s;
   s.n = g.n; s.h = g.h; s.w = g.w; s.ic = g.ic; s.oc = g.oc; s.kh = s.kw = g.k;
   s.stride_h = s.stride_w = g.stride; s.dil_h = s.dil_w = g.dil;
@@ -37,6 +41,16 @@ bool RunOne(const Geo& g, const ConvEpilogueAttrs& base, std::mt19937& rng, cons
   for (auto& v : x) v = u8(rng);
   std::vector<int8_t> w(s.taps() * s.ic * s.oc);
   for (auto& v : w) v = s8(rng);
+  if (safe_pairs) {
+    for (int64_t r = 0; r < s.taps() * s.ic; ++r) {
+      if (r % s.ic % 2 != 1) continue;  // the second channel of a pair
+      for (int64_t o = 0; o < s.oc; ++o) {
+        const int a0 = w[(r - 1) * s.oc + o], b0 = w[r * s.oc + o];
+        if (a0 * b0 > 0 && std::abs(a0) + std::abs(b0) > 128)
+          w[r * s.oc + o] = static_cast<int8_t>(b0 > 0 ? 128 - a0 : -128 - a0);
+      }
+    }
+  }
   std::vector<float> fs(s.oc), bf(s.oc);
   std::vector<int32_t> bi(s.oc);
   for (int o = 0; o < s.oc; ++o) { fs[o] = uf(rng); bf[o] = ub(rng); bi[o] = s8(rng) * 40; }
@@ -56,15 +70,29 @@ bool RunOne(const Geo& g, const ConvEpilogueAttrs& base, std::mt19937& rng, cons
   const char* names[] = {"avx2", "avxvnni", "avx512vnni", "amx"};
   for (int path = 0; path < 4; ++path) {
     const Isa isa = path <= 1 ? Isa::kAvx2 : path == 2 ? Isa::kAvx512Vnni : Isa::kAmx;
+    if (safe_pairs && path != 0) continue;  // only the avx2 path has a kernel for them
     PackedConv p = *PackConv(isa, s, w.data(), a, &err);
     p.use_avxvnni = path == 1;
+    // the vpmaddubsw kernel where no other plan wins (Winograd, small-IC im2col, 1-2 rows)
+    const bool wino = g.k == 3 && g.stride == 1 && g.dil == 1 && g.ic >= 16;
+    // (random ±127 weights are safe too when IC = 1: no pairs)
+    const bool fits = Qu8PairsFitS16(w.data(), s.taps(), s.ic, s.oc);
+    if (safe_pairs && !fits) std::printf("UNSAFE test weights\n"), ok = false;
+    const bool expect_u8 = fits && !wino && !(g.k > 1 && g.ic < 16);
+    if (path == 0 && p.u8_pairs != expect_u8) {
+      std::printf("KERNEL %s %s: n%d h%d w%d ic%d oc%d k%d: u8_pairs %d, expected %d (%s)\n",
+                  names[path], what, g.n, g.h, g.w, g.ic, g.oc, g.k, p.u8_pairs, expect_u8,
+                  ConvImplName(p, s).c_str());
+      ok = false;
+    }
     std::vector<uint8_t> got(bytes + 64, 0xCD);
     Conv2DRun(p, s, x.data(), a.has_summand ? sum.data() : nullptr, got.data(), ChunkyFor);
     if (std::memcmp(got.data(), want.data(), bytes) != 0 || got[bytes] != 0xCD) {
       size_t i = 0;
       while (i < bytes && got[i] == want[i]) ++i;
-      std::printf("MISMATCH %s %s: n%d h%d w%d ic%d oc%d k%d s%d d%d p%d, first byte %zu\n",
-                  names[path], what, g.n, g.h, g.w, g.ic, g.oc, g.k, g.stride, g.dil, g.pad, i);
+      std::printf("MISMATCH %s%s %s: n%d h%d w%d ic%d oc%d k%d s%d d%d p%d, first byte %zu\n",
+                  names[path], safe_pairs ? " (u8-safe pairs)" : "", what, g.n, g.h, g.w, g.ic,
+                  g.oc, g.k, g.stride, g.dil, g.pad, i);
       ok = false;
     }
   }
@@ -107,6 +135,7 @@ int main() {
       char what[32];
       std::snprintf(what, sizeof(what), "variant %d", variant);
       (RunOne(g, a, rng, what) ? passed : failed)++;
+      (RunOne(g, a, rng, what, /*safe_pairs=*/true) ? passed : failed)++;
     }
   }
   std::printf("%d passed, %d failed\n", passed, failed);

@@ -183,6 +183,54 @@ inline void StoreRowU8(void* c, __m128i v, size_t nc) {
   }
 }
 
+// Epilogue and store of a 6-row × 16-channel tile of s32 sums (bias included): rows past mr
+// are computed (their a pointers repeat a valid row) but not stored.
+__attribute__((always_inline)) inline void StoreTile6x16(const __m256i (&acc)[6][2], size_t mr,
+                                                         size_t nc, const float* mul,
+                                                         const float* badd, void* c,
+                                                         size_t c_stride, const uint8_t* s,
+                                                         const QEpilogue& ep) {
+  constexpr size_t MR = 6;
+  if (ep.out_type == QOutType::kU8) {
+    const U8Tile u(mul, badd, ep);
+    // The summand pointer of rows past mr is clamped to the last valid row.
+    const uint8_t* s_rows[MR];
+    for (size_t m = 0; m < MR; ++m) s_rows[m] = s ? s + (m < mr ? m : mr - 1) * c_stride : nullptr;
+    char* c0 = static_cast<char*>(c);
+    const __m256i p01 = U8Tile::Pack(u.Row(acc[0][0], acc[0][1], s_rows[0]),
+                                      u.Row(acc[1][0], acc[1][1], s_rows[1]));
+    StoreRowU8(c0, _mm256_castsi256_si128(p01), nc);
+    if (mr > 1) StoreRowU8(c0 + c_stride, _mm256_extracti128_si256(p01, 1), nc);
+    if (mr > 2) {
+      const __m256i p23 = U8Tile::Pack(u.Row(acc[2][0], acc[2][1], s_rows[2]),
+                                        u.Row(acc[3][0], acc[3][1], s_rows[3]));
+      StoreRowU8(c0 + 2 * c_stride, _mm256_castsi256_si128(p23), nc);
+      if (mr > 3) StoreRowU8(c0 + 3 * c_stride, _mm256_extracti128_si256(p23, 1), nc);
+    }
+    if (mr > 4) {
+      const __m256i p45 = U8Tile::Pack(u.Row(acc[4][0], acc[4][1], s_rows[4]),
+                                        u.Row(acc[5][0], acc[5][1], s_rows[5]));
+      StoreRowU8(c0 + 4 * c_stride, _mm256_castsi256_si128(p45), nc);
+      if (mr > 5) StoreRowU8(c0 + 5 * c_stride, _mm256_extracti128_si256(p45, 1), nc);
+    }
+    return;
+  }
+  const size_t es = QOutElementSizeAvx2(ep);
+  for (size_t m = 0; m < mr; ++m) {
+    char* cr = static_cast<char*>(c) + m * c_stride * es;
+    const uint8_t* sr = s ? s + m * c_stride : nullptr;
+    if (nc == 16) {
+      Qu8EpilogueStore16Avx2(acc[m][0], acc[m][1], mul, badd, sr, cr, ep);
+    } else {
+      Qu8EpilogueStore8Avx2(acc[m][0], nc < 8 ? nc : 8, mul, badd, sr, cr, ep);
+      if (nc > 8) {
+        Qu8EpilogueStore8Avx2(acc[m][1], nc - 8, mul + 8, badd + 8, sr ? sr + 8 : nullptr,
+                              cr + 8 * es, ep);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
@@ -241,44 +289,73 @@ void qu8_igemm_minmax_fp32_ukernel_6x16c2s16__avx2(size_t mr, size_t nc, size_t 
       a0 += 2; a1 += 2; a2 += 2; a3 += 2; a4 += 2; a5 += 2;
     }
   }
-  if (ep.out_type == QOutType::kU8) {
-    const U8Tile u(mul, badd, ep);
-    // Rows past mr are computed (their a pointers repeat a valid row) but not stored; their
-    // summand pointer is clamped to the last valid row.
-    const uint8_t* s_rows[MR];
-    for (size_t m = 0; m < MR; ++m) s_rows[m] = s ? s + (m < mr ? m : mr - 1) * c_stride : nullptr;
-    char* c0 = static_cast<char*>(c);
-    const __m256i p01 = U8Tile::Pack(u.Row(c00, c01, s_rows[0]), u.Row(c10, c11, s_rows[1]));
-    StoreRowU8(c0, _mm256_castsi256_si128(p01), nc);
-    if (mr > 1) StoreRowU8(c0 + c_stride, _mm256_extracti128_si256(p01, 1), nc);
-    if (mr > 2) {
-      const __m256i p23 = U8Tile::Pack(u.Row(c20, c21, s_rows[2]), u.Row(c30, c31, s_rows[3]));
-      StoreRowU8(c0 + 2 * c_stride, _mm256_castsi256_si128(p23), nc);
-      if (mr > 3) StoreRowU8(c0 + 3 * c_stride, _mm256_extracti128_si256(p23, 1), nc);
+  StoreTile6x16({{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}}, mr, nc,
+                mul, badd, c, c_stride, s, ep);
+}
+
+
+// qu8_igemm_minmax_fp32_ukernel_6x16c4__avx2: 6 output rows × 16 channels on the u8 input and
+// the s8 c4 weights, for weights whose k-pairs cannot saturate vpmaddubsw (see qu8_gemm.h):
+// per 4 input channels and row one vpbroadcastd of the row's 4 bytes, then per 8 channels
+// vpmaddubsw (two exact s16 pair sums per channel) and vpmaddwd by 1 (their s32 sum) + vpaddd.
+// 32 MACs per two multiplies: the formulation of MLAS's u8×s8 AVX2 kernel, exact here because
+// PackConv checked the pairs. No widened copy of the input and half the weight bytes of the
+// s16 kernel.
+void qu8_igemm_minmax_fp32_ukernel_6x16c4__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                                const uint8_t* const* a, const int8_t* w,
+                                                const int32_t* bias, const float* mul,
+                                                const float* badd, void* c, size_t c_stride,
+                                                const uint8_t* s, const QEpilogue& ep) {
+  constexpr size_t MR = kIgemmMrAvx2U8;
+  assert(mr >= 1 && mr <= MR);
+  assert(nc >= 1 && nc <= 16);
+  assert(kc % 4 == 0 && kc >= 4);
+  __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias));
+  __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 8));
+  __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00,
+          c41 = c01, c50 = c00, c51 = c01;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* wp = w;
+  for (size_t t = 0; t < ks; ++t) {
+    const uint8_t* a0 = a[0];
+    const uint8_t* a1 = a[1];
+    const uint8_t* a2 = a[2];
+    const uint8_t* a3 = a[3];
+    const uint8_t* a4 = a[4];
+    const uint8_t* a5 = a[5];
+    a += MR;
+    const uint8_t* const a0_end = a0 + kc;
+    while (a0 != a0_end) {
+      // One weight vector at a time, each row's 4 bytes broadcast twice (loads are cheap):
+      // 12 accumulators + weights + row + product + ones fill the 16 registers exactly.
+      int32_t v;
+      __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
+#define TFQ8_ROW(ap, acc)                                                             \
+  std::memcpy(&v, ap, 4);                                                             \
+  acc = _mm256_add_epi32(                                                             \
+      acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(v), wv), ones));
+      TFQ8_ROW(a0, c00)
+      TFQ8_ROW(a1, c10)
+      TFQ8_ROW(a2, c20)
+      TFQ8_ROW(a3, c30)
+      TFQ8_ROW(a4, c40)
+      TFQ8_ROW(a5, c50)
+      // Keeps the compiler from reusing the six broadcasts (6 more registers: spills).
+      __asm__ volatile("" ::: "memory");
+      wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32));
+      TFQ8_ROW(a0, c01)
+      TFQ8_ROW(a1, c11)
+      TFQ8_ROW(a2, c21)
+      TFQ8_ROW(a3, c31)
+      TFQ8_ROW(a4, c41)
+      TFQ8_ROW(a5, c51)
+#undef TFQ8_ROW
+      wp += 128;  // next 4 input channels: c4 rows hold 32 channels × 4 bytes
+      a0 += 4; a1 += 4; a2 += 4; a3 += 4; a4 += 4; a5 += 4;
     }
-    if (mr > 4) {
-      const __m256i p45 = U8Tile::Pack(u.Row(c40, c41, s_rows[4]), u.Row(c50, c51, s_rows[5]));
-      StoreRowU8(c0 + 4 * c_stride, _mm256_castsi256_si128(p45), nc);
-      if (mr > 5) StoreRowU8(c0 + 5 * c_stride, _mm256_extracti128_si256(p45, 1), nc);
-    }
-    return;
   }
-  const size_t es = QOutElementSizeAvx2(ep);
-  const __m256i acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                              {c30, c31}, {c40, c41}, {c50, c51}};
-  for (size_t m = 0; m < mr; ++m) {
-    char* cr = static_cast<char*>(c) + m * c_stride * es;
-    const uint8_t* sr = s ? s + m * c_stride : nullptr;
-    if (nc == 16) {
-      Qu8EpilogueStore16Avx2(acc[m][0], acc[m][1], mul, badd, sr, cr, ep);
-    } else {
-      Qu8EpilogueStore8Avx2(acc[m][0], nc < 8 ? nc : 8, mul, badd, sr, cr, ep);
-      if (nc > 8) {
-        Qu8EpilogueStore8Avx2(acc[m][1], nc - 8, mul + 8, badd + 8, sr ? sr + 8 : nullptr,
-                              cr + 8 * es, ep);
-      }
-    }
-  }
+  StoreTile6x16({{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}}, mr, nc,
+                mul, badd, c, c_stride, s, ep);
 }
 
 }  // namespace tfq8

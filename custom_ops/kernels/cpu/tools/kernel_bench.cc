@@ -8,8 +8,9 @@
 //   g++ -O2 -std=c++17 -I. custom_ops/kernels/cpu/tools/kernel_bench.cc ${O}{conv2d,dwconv,\
 //     dwconv_avx2,dwconv_avx512,dwconv_ref,isa,qu8_igemm_minmax_fp32_ukernel_2x32c4__avx2,\
 //     qu8_igemm_minmax_fp32_ukernel_4x32c4__avxvnni,qu8_igemm_minmax_fp32_ukernel_8x32c4__avx512,\
-//     qu8_gemm_minmax_fp32_ukernel_32x32c4__amx}.cc.o -o /tmp/kernel_bench
+//     qu8_winograd_f2x3_avx2,qu8_gemm_minmax_fp32_ukernel_32x32c4__amx}.cc.o -o /tmp/kernel_bench
 //   TFQ8_ISA=avx2 /tmp/kernel_bench mnv2 [batch]      # or rn50; KB_ONLY=<row> KB_SECS=<s>
+//   KB_U8SAFE=1: weights with u8-safe pairs (the 6x16c4 kernel; TFQ8_AVX2_U8=0 for the s16 one)
 //
 // Kinds: c conv, p conv + summand (residual), d depthwise 3×3. (setup.py skips tools/.)
 #include <atomic>
@@ -69,6 +70,14 @@ int main(int argc, char** argv) {
       s.stride_h = s.stride_w = l.s; if (l.k == 3) { s.pad_top = s.pad_left = (l.s==2)?0:1; s.pad_bottom = s.pad_right = 1; }
       s.ComputeOutputSize(); oh = s.oh;
       filt.resize((size_t)l.k * l.k * l.ic * l.oc); for (auto& v : filt) v = (int8_t)((int)(rng() % 255) - 127);
+      if (getenv("KB_U8SAFE")) {  // weights as tfq8's quantizer makes them: u8-safe k-pairs
+        for (size_t r = 0; r + 1 < filt.size() / l.oc; r += 2)
+          for (int o = 0; o < l.oc; ++o) {
+            int8_t& a0 = filt[r * l.oc + o]; int8_t& a1 = filt[(r + 1) * l.oc + o];
+            if (a0 > 0 && a1 > 0 && a0 + a1 > 128) a1 = (int8_t)(128 - a0);
+            if (a0 < 0 && a1 < 0 && a0 + a1 < -128) a1 = (int8_t)(-128 - a0);
+          }
+      }
       ConvEpilogueAttrs a; a.input_scale = 0.02f; a.input_zero_point = 0; a.bias_f32 = bias.data(); a.filter_scale = fs.data();
       a.activation = ConvActivation::kRelu6; a.output_scale = 0.05f; a.has_summand = l.kind[0]=='p'; a.summand_scale=0.03f; a.summand_zero_point=128; a.output_zero_point = a.has_summand?128:0;
       if (a.has_summand) a.activation = ConvActivation::kNone;
