@@ -60,7 +60,8 @@ class QuantConfig:
       the least squared error at the output of those readers on calibration data
       (tfq8.calibration.range_search) on the first range_search_samples calibration samples;
       the new thresholds are kept only if the INT8 model's outputs are closer to FP32 with
-      them on the next range_search_samples (held out from the search). Symmetric scheme only.
+      them on the next (up to 3 ×) range_search_samples (held out from the search). Symmetric
+      scheme only.
       Costs about one FP32 pass per candidate over range_search_samples samples.
     range_search_samples: calibration samples the range search uses (the first ones).
     weight_rounding: choose each conv/matmul's int8 weights to minimize the layer's output
@@ -79,10 +80,16 @@ class QuantConfig:
       128, by widening each channel's scale to its largest such pair / 128
       (tfq8.calibration.qparams; with weight_rounding the rounding respects it too). Such
       layers run on an exact vpmaddubsw kernel, 1.1–1.2× faster per layer than the default
-      exact one. The cost is coarser weights: ~1.6–1.8× the weight quantization noise on
-      trained MobileNetV2, whose real-photo top-1 agreement with FP32 fell from 96.9 % to
-      93.8 % (docs/benchmarks.md, session 13). Off by default; CPUs with VNNI or AMX and GPUs
-      gain nothing from it.
+      exact one. To make that cheap, the pair_channels pass first reorders channels (exactly,
+      through every per-channel op) so that large weights pair with small ones; then only the
+      layers that kernel would run (not 3×3 stride-1 convs, which use Winograd, nor small-IC
+      first layers) and whose weight noise grows by at most U8_PAIR_MAX_NOISE (1.25×, mean
+      (s'/s)² over output channels) are made u8-safe; the others keep their scales and the
+      exact s16 kernel. On trained MobileNetV2 that is all 17 project convs at ≤ 1.035×, for
+      1.06× (batch 1) – 1.08× (batch 16) end to end at FP32 agreement equal to the default
+      (logit cosine 0.9965; docs/benchmarks.md, session 14). Uniformly random weights (e.g.
+      Keras' initializers) cannot be paired well and keep their scales. Off by default; CPUs
+      with VNNI or AMX and GPUs gain nothing from it.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
       An entry that is neither a TensorFlow op type nor a node or layer name of the model is an
       error (with the closest names), so a typo cannot quietly quantize the layer.
@@ -199,6 +206,8 @@ class QuantizedModel(GraphModel):
                 row["input_scales"] = [q.scale for q in r.input_qparams]
             if r.weight_scale_range is not None:
                 row["weight_scale_range"] = list(r.weight_scale_range)
+            if r.u8_pairs_noise is not None:
+                row["u8_pairs_weight_noise"] = r.u8_pairs_noise
             rows.append(row)
         fp32_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8GroupedConv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul",
@@ -266,6 +275,14 @@ class QuantizedModel(GraphModel):
         lines.append(f"  calibration: {self.config.method}, {self.config.activation_scheme}, "
                      f"{bc}, {wr}, {eq}, {rs}, "
                      f"{self.calibration_table.metadata.get('num_samples', '?')} samples")
+        if self.config.u8_safe_pairs:
+            safe = [r for r in int8 if "u8_pairs_weight_noise" in r]
+            convs = [r for r in int8 if "weight_scale_range" in r and r["op"] not in
+                     ("DepthwiseConv2dNative",)]
+            worst = max((r["u8_pairs_weight_noise"] for r in safe), default=1.0)
+            lines.append(f"  u8-safe weight pairs (AVX2 vpmaddubsw kernel): {len(safe)} of "
+                         f"{len(convs)} conv/matmul layers, weight noise ≤ {worst:.3f}× (the "
+                         f"others keep their scales)")
         if self.pipeline_notes is not None:
             lines.append("FP32 passes:")
             lines.append(self.pipeline_notes.summary(before=self._frozen.graph_def, max_notes=3))
@@ -322,6 +339,11 @@ def _load_table(src):
 BIAS_CORRECTION_KEY = "bias_correction"
 EQUALIZATION_KEY = "equalization"
 RANGE_SEARCH_KEY = "range_search"
+# the range search's guard judges on up to this many times range_search_samples held-out
+# calibration samples: on 32 its all-or-nothing verdict flipped with the noise of small changes
+# elsewhere (MobileNetV2 with u8_safe_pairs: 0.0202 vs 0.0206 relative error on 32 samples
+# rejected a search that lifts three blocks' SQNR from 8 to 19 dB on other photos)
+GUARD_SAMPLES_FACTOR = 3
 WEIGHT_ROUNDING_KEY = "weight_rounding"
 
 
@@ -337,8 +359,9 @@ def _range_search(plan, table, fp32, frozen, calibration_data, config):
     total = table.metadata.get("num_samples", 2 * n)
     rows = list(_limited(normalize_calibration_data(calibration_data, frozen.inputs,
                                                     batch_size=config.batch_size),
-                         min(2 * n, total)))
-    # the first n samples for the search, the next n (when there are) for the guard
+                         min(GUARD_SAMPLES_FACTOR * n + n, total)))
+    # the first n samples for the search, the next ones (up to GUARD_SAMPLES_FACTOR · n, when
+    # there are) for the guard
     batches, held_out, seen = [], [], 0
     for b in rows:
         (batches if seen < n else held_out).append(b)
@@ -438,7 +461,7 @@ def _rounding_sites(plan, layers):
             name=key, kind=grp.kind, input=grp.inputs[0], weights=a["weights"],
             per_channel=plan.per_channel, strides=tuple(a.get("strides", (1, 1))),
             dilations=tuple(a.get("dilations", (1, 1))), pads=tuple(a.get("pads", (0, 0, 0, 0))),
-            u8_safe_pairs=plan.u8_safe_pairs))
+            u8_safe_pairs=plan.u8_pairs(grp)))
     return sites
 
 
@@ -599,6 +622,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
         options["channel_ranges"] = _channel_ranges(frozen, calibration_data, config)
     if config.keep_fp32:
         options["keep_fp32"] = list(config.keep_fp32)   # dedupe must not merge them away
+    options["u8_safe_pairs"] = config.u8_safe_pairs     # pair_channels runs only then
     result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def
     outputs = [o.tensor for o in frozen.outputs]

@@ -125,7 +125,7 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     w, b = model.layers[1].get_weights()
     w[..., 2] *= 30.0                                    # one large channel in the stream
     model.layers[1].set_weights([w, b])
-    data = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    data = np.random.default_rng(0).normal(size=(40, 8, 8, 3)).astype(np.float32)
     cfg = dict(verbose=False, range_search_samples=8, batch_size=4)
     int8 = tfq8.quantize(model, data, tfq8.QuantConfig(**cfg))
     scales = int8.calibration_table.metadata["equalization"]
@@ -134,8 +134,8 @@ def test_quantize_applies_and_saves_the_scales(tmp_path):
     linear = {k: v for k, v in scales.items() if not k.startswith(RELU6_PREFIX)}
     assert len(linear) == 2 and max(max(v) for v in linear.values()) > 2
     assert f"{len(scales)} channel space(s) equalized" in int8.summary()
-    rs = int8.calibration_table.metadata["range_search"]   # searched on 8, judged on 8 more
-    assert rs["samples"] == 8 and rs["held_out_samples"] == 8 and "range search" in \
+    rs = int8.calibration_table.metadata["range_search"]   # searched on 8, judged on 3 × 8 more
+    assert rs["samples"] == 8 and rs["held_out_samples"] == 24 and "range search" in \
         int8.summary()
     assert sorted(v["channels"] for k, v in int8.report()["equalized_channel_spaces"].items()
                   if not k.startswith(RELU6_PREFIX)) == [6, 8]

@@ -37,8 +37,11 @@ __all__ = [
     "weight_scales",
     "quantize_weights",
     "fit_u8_pairs",
+    "u8_pair_kernel_eligible",
+    "u8_pair_widening",
     "u8_pair_violations",
     "PAIR_LIMIT",
+    "U8_PAIR_MAX_NOISE",
     "U8_LEVELS",
     "S8_LEVELS",
 ]
@@ -50,6 +53,11 @@ S8_LEVELS = 127
 
 #: largest |w0| + |w1| of two same-sign weights in one u8-safe pair: 255 · 128 < 2¹⁵
 PAIR_LIMIT = 128
+
+#: QuantConfig.u8_safe_pairs makes a layer u8-safe only if widening its scales grows its weight
+#: noise by at most this factor on average (mean over output channels of (s'/s)²); others keep
+#: their plain scales and the exact s16 kernel
+U8_PAIR_MAX_NOISE = 1.25
 
 _F32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -201,6 +209,28 @@ def weight_scales(w: np.ndarray, axis: int = -1, per_channel: bool = True,
     scales = (amax / S8_LEVELS).astype(np.float32)
     scales[~(scales >= _F32_TINY)] = 1.0
     return scales
+
+
+def u8_pair_kernel_eligible(kh: int, kw: int, strides, dilations, in_channels: int) -> bool:
+    """Whether the AVX2 kernels run a conv with u8-safe weight pairs on the u8 kernel
+    (custom_ops/kernels/cpu/conv2d.cc, PackConv — keep the two in step): not 3×3 stride-1
+    undilated convs with 16…1024 input channels (exact Winograd is faster there), not
+    multi-tap convs with fewer than 16 input channels (a network's first layer: dense im2col
+    rows). Elsewhere widening the scales would cost accuracy for no speed. MatMuls are 1×1."""
+    taps = int(kh) * int(kw)
+    if taps > 1 and in_channels < 16:
+        return False
+    winograd = (int(kh) == 3 and int(kw) == 3 and list(map(int, strides)) == [1, 1]
+                and list(map(int, dilations)) == [1, 1] and 16 <= in_channels <= 1024)
+    return not winograd
+
+
+def u8_pair_widening(w: np.ndarray) -> np.ndarray:
+    """Per output channel (axis −1) of conv / matmul weights (input channels on axis −2): how
+    much ``weight_scales(u8_safe_pairs=True)`` widens the scale, ≥ 1 (the weight noise grows
+    by its square)."""
+    plain = weight_scales(w, axis=-1).astype(np.float64)
+    return weight_scales(w, axis=-1, u8_safe_pairs=True).astype(np.float64) / plain
 
 
 def quantize_weights(w: np.ndarray, scales: np.ndarray, axis: int = -1) -> np.ndarray:

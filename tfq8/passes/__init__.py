@@ -7,8 +7,9 @@
 
 FP32 passes, in pipeline order: dedupe → conv1d → dilated_conv → transposed_conv →
 grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides →
-fuse_activations → equalize
-(equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing).
+fuse_activations → equalize → pair_channels
+(equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing;
+pair_channels runs only for QuantConfig(u8_safe_pairs=True)).
 """
 from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
                                   PassResult, Pipeline, PipelineResult, count_macs,

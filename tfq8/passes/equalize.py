@@ -53,7 +53,8 @@ from tensorflow.core.framework import graph_pb2
 from tfq8.graph import Editor, GraphIndex, get_attr
 from tfq8.passes.pipeline import Pass, PassContext, PassResult
 
-__all__ = ["ChannelSpace", "Equalize", "channel_spaces", "equalization_scales", "rescale"]
+__all__ = ["ChannelSpace", "Equalize", "channel_spaces", "collect_spaces", "equalization_scales",
+           "rescale"]
 
 LINEAR_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
 # fused_ops of a fused producer whose output is positively homogeneous in (W, b)
@@ -143,54 +144,22 @@ def _inside_kind(index: GraphIndex, node, slot: int) -> Optional[str]:
 def channel_spaces(graph_def: graph_pb2.GraphDef, outputs=()) -> List[ChannelSpace]:
     """Every channel space that starts at a linear producer, in graph order, refused or not."""
     index = GraphIndex(graph_def, outputs)
-    seen: Dict[str, int] = {}       # node → space id
-    spaces: List[ChannelSpace] = []
-    for node in graph_def.node:
-        if node.name in seen or not _is_producer(index, node):
-            continue
-        space = ChannelSpace()
-        sid = len(spaces)
-        spaces.append(space)
-        members = set()
 
-        def refuse(reason):
+    def member(n, space, seen):
+        if _is_producer(index, n):
+            space.producers.append(n.name)
+        elif n.op in ADD_OPS and _inside_kind(index, n, 0) == "bias":
+            space.biases.append(n.name)
+
+    spaces = collect_spaces(index, ChannelSpace, lambda n: _is_producer(index, n), member,
+                            lambda c, i: _is_consumer(index, c, i),
+                            lambda c, i: _inside_kind(index, c, i),
+                            lambda src, refuse: _backward(index, src, refuse))
+    for space in spaces:
+        def refuse(reason, space=space):
             if space.reason is None:
                 space.reason = reason
 
-        work = [node.name]
-        while work:
-            name = work.pop()
-            if name in members:
-                continue
-            members.add(name)
-            seen[name] = sid
-            n = index.node(name)
-            if _is_producer(index, n):
-                space.producers.append(name)
-            elif n.op in ADD_OPS and _inside_kind(index, n, 0) == "bias":
-                space.biases.append(name)
-            if index.control_consumers(name):
-                refuse(f"{name} has control consumers")
-            t = f"{name}:0"
-            space.tensors.append(t)
-            if index.is_output(t):
-                refuse(f"{t} is a graph output")
-            if len(index.node_consumers(name)) != len(index.consumers(t)):
-                refuse(f"{name} has outputs other than :0 in use")
-            for e in index.consumers(t):
-                c = index.node(e.node)
-                if _is_consumer(index, c, e.index):
-                    if e.node not in space.consumers:
-                        space.consumers.append(e.node)
-                    continue
-                kind = _inside_kind(index, c, e.index)
-                if kind is None:
-                    refuse(f"{t} is read by {c.op} {c.name}")
-                    continue
-                work.append(c.name)
-                if kind == "join":   # the other summand must be in the space too
-                    src = index.producer(index.data_inputs(c)[1 - e.index])
-                    work.extend(_backward(index, src, refuse))
         space.producers.sort(key=index.position.get)
         space.tensors.sort(key=lambda t: index.position[t[:-2]])
         if not space.consumers:
@@ -198,6 +167,71 @@ def channel_spaces(graph_def: graph_pb2.GraphDef, outputs=()) -> List[ChannelSpa
         if space.reason is None:
             _check_channels(index, space, refuse)
     return spaces
+
+
+def collect_spaces(index: GraphIndex, make_space, is_producer, member, is_consumer,
+                   inside_kind, backward) -> list:
+    """Every space that a producer (``is_producer(node)``) opens, in graph order: a
+    ``make_space()`` (with ``tensors``, ``consumers`` and ``reason``) per producer not already
+    in one. Each node whose output is in the space gets ``member(node, space, seen)`` (seen:
+    node → index of the space that took it first) and its tensor in ``space.tensors``; linear
+    readers (``is_consumer(node, slot)``) go to ``space.consumers``; ``inside_kind(node,
+    slot)`` says how another reader continues the space (None: it ends it and the space is
+    refused; "join": its other operand's producer joins through ``backward(producer,
+    refuse)``, which returns the nodes to add). Shared by equalize and pair_channels, which
+    differ only in which ops they may look through."""
+    seen: Dict[str, int] = {}
+    spaces = []
+    for node in index:
+        if node.name in seen or not is_producer(node):
+            continue
+        space = make_space()
+        spaces.append(space)
+
+        def refuse(reason, space=space):
+            if space.reason is None:
+                space.reason = reason
+
+        def visit(n, space=space, sid=len(spaces) - 1):
+            member(n, space, seen)
+            seen.setdefault(n.name, sid)
+
+        _walk_space(index, node.name, space, visit, is_consumer, inside_kind, backward, refuse)
+    return spaces
+
+
+def _walk_space(index: GraphIndex, start: str, space, member, is_consumer, inside_kind,
+                backward, refuse) -> None:
+    members = set()
+    work = [start]
+    while work:
+        name = work.pop()
+        if name in members:
+            continue
+        members.add(name)
+        member(index.node(name))
+        if index.control_consumers(name):
+            refuse(f"{name} has control consumers")
+        t = f"{name}:0"
+        space.tensors.append(t)
+        if index.is_output(t):
+            refuse(f"{t} is a graph output")
+        if len(index.node_consumers(name)) != len(index.consumers(t)):
+            refuse(f"{name} has outputs other than :0 in use")
+        for e in index.consumers(t):
+            c = index.node(e.node)
+            if is_consumer(c, e.index):
+                if e.node not in space.consumers:
+                    space.consumers.append(e.node)
+                continue
+            kind = inside_kind(c, e.index)
+            if kind is None:
+                refuse(f"{t} is read by {c.op} {c.name}")
+                continue
+            work.append(c.name)
+            if kind == "join":   # the other operand must be in the space too
+                src = index.producer(index.data_inputs(c)[1 - e.index])
+                work.extend(backward(src, refuse))
 
 
 def _out_channels(index: GraphIndex, name: str) -> int:

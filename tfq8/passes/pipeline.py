@@ -223,7 +223,8 @@ class Pipeline:
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     """The FP32 passes in their order: dedupe → conv1d → dilated_conv → transposed_conv →
     grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
-    calibration data in ``ctx.options`` and otherwise changes nothing)."""
+    calibration data in ``ctx.options`` and otherwise changes nothing) → pair_channels (only
+    with ``ctx.options["u8_safe_pairs"]``)."""
     from tfq8.passes.conv1d import Conv1DAs2D
     from tfq8.passes.dedupe import Dedupe
     from tfq8.passes.dense_conv import DenseAsConv
@@ -234,9 +235,11 @@ def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     from tfq8.passes.grouped_conv import GroupedConv
     from tfq8.passes.move_strides import MoveStrides
     from tfq8.passes.pad_into_conv import PadIntoConv
+    from tfq8.passes.pair_channels import PairChannels
     from tfq8.passes.transposed_conv import TransposedConv
     return Pipeline([Dedupe(), Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(),
-                     DenseAsConv(), PadIntoConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize()],
+                     DenseAsConv(), PadIntoConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize(),
+                     PairChannels()],
                     disable=disable)
 
 

@@ -58,7 +58,9 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2
 from tensorflow.python.framework import tensor_util
 
-from tfq8.calibration.qparams import QParams, fit_u8_pairs, quantize_weights, weight_scales
+from tfq8.calibration import qparams
+from tfq8.calibration.qparams import (QParams, fit_u8_pairs, quantize_weights, u8_pair_kernel_eligible,
+                                     u8_pair_widening, weight_scales)
 from tfq8.passes.input_affine import absorb_input_affines
 
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
@@ -128,6 +130,9 @@ class LayerReport:
     output_qparams: QParams | None = None
     weight_scale_range: tuple | None = None
     summand_qparams: QParams | None = None
+    # QuantConfig.u8_safe_pairs: the weight-noise factor mean((s'/s)²) of a layer made u8-safe
+    # in pairs (None: plain scales)
+    u8_pairs_noise: float | None = None
 
 
 class QuantizeError(ValueError):
@@ -204,13 +209,17 @@ class QuantizePlan:
     """
 
     def __init__(self, graph_def, output_tensors: Iterable[str], keep_fp32=(),
-                 per_channel=True, u8_safe_pairs=False):
+                 per_channel=True, u8_safe_pairs=False, u8_pair_max_noise=None):
         self.graph_def = graph_def
         self.g = _Graph(graph_def)
         self.outputs = {tensor_name(t) for t in output_tensors}
         self.keep = set(keep_fp32)
         self.per_channel = per_channel
-        self.u8_safe_pairs = u8_safe_pairs   # conv/matmul weights: see int8_weights
+        self.u8_safe_pairs = u8_safe_pairs   # conv/matmul weights: see u8_pairs
+        self.u8_pair_max_noise = (qparams.U8_PAIR_MAX_NOISE if u8_pair_max_noise is None
+                                  else float(u8_pair_max_noise))
+        self._u8_pairs = {}                  # group output node → u8_pairs(grp)
+        self._u8_pairs_noise = {}            # … → its widening's mean (s'/s)²
         self.tfgraph = _static_shapes(graph_def)
         self.groups: dict[str, Group] = {}      # out_node → group
         self.member: dict[str, str] = {}        # FP32 node → out_node of its group
@@ -1278,6 +1287,27 @@ class QuantizePlan:
                                                                        dtype=dtype))
         return name
 
+    def u8_pairs(self, grp) -> bool:
+        """Whether this conv/matmul group's weights are made u8-safe in pairs: the plan's
+        u8_safe_pairs, a layer the u8 kernel would run (u8_pair_kernel_eligible), and a
+        widening whose mean weight-noise factor mean(f²) stays ≤ u8_pair_max_noise — a layer
+        that would lose more keeps its plain scales and runs on the exact s16 kernel."""
+        if not self.u8_safe_pairs or grp.kind not in ("conv", "matmul") or grp.attrs.get("affine"):
+            return False
+        key = grp.out_node
+        if key not in self._u8_pairs:
+            w = grp.attrs["weights"]
+            ok = True
+            if grp.kind == "conv":
+                ok = u8_pair_kernel_eligible(w.shape[0], w.shape[1], grp.attrs["strides"],
+                                             grp.attrs["dilations"], w.shape[2])
+            if ok:
+                noise = float(np.mean(u8_pair_widening(w) ** 2))
+                self._u8_pairs_noise[key] = noise
+                ok = noise <= self.u8_pair_max_noise
+            self._u8_pairs[key] = ok
+        return self._u8_pairs[key]
+
     def int8_weights(self, grp, fit_pairs=True):
         """(int8 weights in the graph's layout, f32 scales) of a conv/depthwise/matmul group:
         round-to-nearest at max|w| / 127, unless calibration chose the int8 values
@@ -1289,8 +1319,7 @@ class QuantizePlan:
         ``fit_pairs=False`` skips that last step: the round-to-nearest basis the calibration
         table stores chosen roundings against."""
         w = grp.attrs["weights"]
-        safe = (self.u8_safe_pairs and grp.kind in ("conv", "matmul")
-                and not grp.attrs.get("affine"))
+        safe = self.u8_pairs(grp)
         if "int8_weights" in grp.attrs:
             wq, scales = grp.attrs["int8_weights"]
             if wq.shape != w.shape:
@@ -1322,6 +1351,8 @@ class QuantizePlan:
                      "matmul": "Tfq8MatMul"}[grp.kind]
             wq, scales = self.int8_weights(grp)
             rep.weight_scale_range = (float(np.min(scales)), float(np.max(scales)))
+            if self.u8_pairs(grp):
+                rep.u8_pairs_noise = self._u8_pairs_noise[grp.out_node]
             split_bound = (grp.activation == "CLIP" and not grp.attrs["clip"][2] and fuse_f32)
             if split_bound:
                 # f32 output (e.g. its readers are kept in FP32): fuse only the ReLU and keep
