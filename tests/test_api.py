@@ -415,3 +415,28 @@ def test_u8_safe_pairs_option(data, tmp_path):
         np.testing.assert_array_equal(f, filters[name])
     with pytest.raises(ValueError, match="u8_safe_pairs"):
         tfq8.quantize(model, None, _cfg(calibration_table=str(path)))
+
+
+def test_range_search_fallback_guard_keeps_only_helpful_runs():
+    """When all of the range search's moves together make the outputs worse, the guard tries
+    them in consecutive runs of graph order and keeps a run only if the error drops. Checked
+    against an additive error model with a known answer: runs 1 and 3 of 4 help."""
+    from tfq8.api import _keep_helpful_groups
+
+    moved = [f"t{i}" for i in range(8)]                    # runs of 2: (t0 t1) (t2 t3) …
+    gain = {"t0": -1.0, "t1": 0.5, "t2": 2.0, "t3": -0.5, "t4": -1.0, "t5": -1.0,
+            "t6": 3.0, "t7": 0.0}                          # error change if moved
+    before = {t: "old" for t in moved + ["other"]}
+    after = {t: "new" for t in moved}
+
+    def error(entries):
+        return 10.0 + sum(gain[t] for t, v in entries.items() if v == "new")
+
+    assert error({**before, **after}) > error(before)      # all together: worse
+    entries, kept, tried = _keep_helpful_groups(moved, before, after, error, error(before), 4)
+    assert kept == ["t0", "t1", "t4", "t5"]
+    assert tried == [9.5, 11.0, 7.5, 10.5]
+    assert entries == {**before, **{t: "new" for t in kept}}
+    # one run per tensor when there are fewer tensors than runs; nothing kept if nothing helps
+    _, kept, tried = _keep_helpful_groups(["t2"], before, after, error, error(before), 4)
+    assert kept == [] and tried == [12.0]

@@ -60,8 +60,9 @@ class QuantConfig:
       the least squared error at the output of those readers on calibration data
       (tfq8.calibration.range_search) on the first range_search_samples calibration samples;
       the new thresholds are kept only if the INT8 model's outputs are closer to FP32 with
-      them on the next (up to 3 ×) range_search_samples (held out from the search). Symmetric
-      scheme only.
+      them on the next (up to 3 ×) range_search_samples (held out from the search); if all of
+      them together are not, each quarter of them (in graph order) is kept only if it helps.
+      Symmetric scheme only.
       Costs about one FP32 pass per candidate over range_search_samples samples.
     range_search_samples: calibration samples the range search uses (the first ones).
     weight_rounding: choose each conv/matmul's int8 weights to minimize the layer's output
@@ -86,8 +87,8 @@ class QuantConfig:
       first layers) and whose weight noise grows by at most U8_PAIR_MAX_NOISE (1.25×, mean
       (s'/s)² over output channels) are made u8-safe; the others keep their scales and the
       exact s16 kernel. On trained MobileNetV2 that is all 17 project convs at ≤ 1.035×, for
-      1.06× (batch 1) – 1.08× (batch 16) end to end at FP32 agreement equal to the default
-      (logit cosine 0.9965; docs/benchmarks.md, session 14). Uniformly random weights (e.g.
+      1.05–1.08× end to end at FP32 agreement equal to the default (logit cosine 0.9965;
+      bench/u8_pairs.py, docs/benchmarks.md session 14). Uniformly random weights (e.g.
       Keras' initializers) cannot be paired well and keep their scales. Off by default; CPUs
       with VNNI or AMX and GPUs gain nothing from it.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
@@ -344,6 +345,7 @@ RANGE_SEARCH_KEY = "range_search"
 # elsewhere (MobileNetV2 with u8_safe_pairs: 0.0202 vs 0.0206 relative error on 32 samples
 # rejected a search that lifts three blocks' SQNR from 8 to 19 dB on other photos)
 GUARD_SAMPLES_FACTOR = 3
+GUARD_GROUPS = 4   # runs of graph order the guard tries one by one when all moves together lose
 WEIGHT_ROUNDING_KEY = "weight_rounding"
 
 
@@ -372,11 +374,15 @@ def _range_search(plan, table, fp32, frozen, calibration_data, config):
     changes = search_ranges(fp32, table, plan.observe,
                             lambda b: {feeds[k]: v for k, v in b.items()}, batches)
     # The search judges each tensor alone, at its readers; the guard judges the whole model:
-    # squared error of the INT8 outputs against FP32 on other calibration samples, old vs new.
+    # squared error of the INT8 outputs against FP32 on other calibration samples. All moves
+    # first; if that is no better, the moves in GUARD_GROUPS runs of graph order one after
+    # another, each kept only if it lowers the error (one model-wide verdict threw away good
+    # moves in one block with bad ones in another).
     outputs = [o.tensor for o in frozen.outputs]
     ref = _fp32_runner(fp32, frozen, outputs)
-    errors = []
-    for entries in (before, {t: table[t] for t in table}):
+    after = {t: table[t] for t in table}
+
+    def error(entries):
         for t, e in entries.items():
             table.add(t, e)
         run = _fp32_runner(plan.emit(table)[0], frozen, outputs)   # runs the INT8 graph too
@@ -387,16 +393,45 @@ def _range_search(plan, table, fp32, frozen, calibration_data, config):
                 w = want[t].astype(np.float64)
                 err += float(np.sum((got[t].astype(np.float64) - w) ** 2))
                 sig += float(np.sum(w * w))
-        errors.append(err / max(sig, 1e-30))
-    kept = errors[1] < errors[0]
-    if not kept:
-        for t, e in before.items():
+        return err / max(sig, 1e-30)
+
+    errors = [error(before), error(after)]
+    moved = [t for t, (a, b) in changes.items() if a != b]
+    kept_moves = moved
+    if errors[1] >= errors[0]:
+        position = {n.name: i for i, n in enumerate(fp32.node)}
+        moved.sort(key=lambda t: position.get(t.split(":")[0], 0))
+        current, kept_moves, tried = _keep_helpful_groups(moved, before, after, error,
+                                                          errors[0], GUARD_GROUPS)
+        errors += tried
+        for t, e in current.items():
             table.add(t, e)
+    kept = True if kept_moves is moved else ("partial" if kept_moves else False)
+    if kept == "partial":
+        logging.getLogger("tfq8").info("range search: kept %d of %d moved thresholds (the "
+                                       "others made the model's outputs worse)",
+                                       len(kept_moves), len(moved))
     table.metadata[RANGE_SEARCH_KEY] = {
         "samples": sum(batch_size_of(b) for b in batches),
         "held_out_samples": sum(batch_size_of(b) for b in held_out), "searched": len(changes),
-        "changed": sum(1 for a, b in changes.values() if a != b) if kept else 0,
-        "kept": kept, "relative_output_error": errors}
+        "changed": len(kept_moves), "kept": kept, "relative_output_error": errors}
+
+
+def _keep_helpful_groups(moved, before, after, error, base, groups):
+    """The range search's fallback guard: ``moved`` (tensors in graph order) in ``groups``
+    consecutive runs; each run's ``after`` entries are tried on top of those kept so far and
+    kept if ``error(entries)`` drops below the best so far (starting at ``base``, the error of
+    ``before``). Returns (entries, kept tensors, errors tried)."""
+    current, best, kept, tried = dict(before), base, [], []
+    size = max(1, -(-len(moved) // groups))
+    for i in range(0, len(moved), size):
+        trial = dict(current)
+        trial.update({t: after[t] for t in moved[i:i + size]})
+        e = error(trial)
+        tried.append(e)
+        if e < best:
+            current, best, kept = trial, e, kept + moved[i:i + size]
+    return current, kept, tried
 
 
 def _reusable(calibration_data, what):
