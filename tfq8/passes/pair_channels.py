@@ -400,11 +400,11 @@ class _Search:
                 qs = q[idx]
                 keep = (rows[None] != p) & (rows[None] != qs[:, None, None])  # (K, 3, out)
                 rest = np.where(keep, rowv[None], 0.0).max(axis=1)       # (K, out)
-                x0 = np.where(ks == 0, a, a)
+                # exchange k = 0: (a, c), (b, d); k = 1: (a, d), (b, c)
                 y0 = np.where(ks == 0, c[idx], d[idx])
-                x1 = np.full(len(flat), b)
                 y1 = np.where(ks == 0, d[idx], c[idx])
-                new = np.maximum(self.values(m, x0, y0), self.values(m, x1, y1))
+                new = np.maximum(self.values(m, np.full(len(flat), a), y0),
+                                 self.values(m, np.full(len(flat), b), y1))
                 gain += old_m - np.mean(np.maximum(np.maximum(rest, new), 1.0) ** 2, axis=1)
             i = int(np.argmax(gain))
             if gain[i] <= 1e-12:
