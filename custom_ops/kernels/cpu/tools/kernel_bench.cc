@@ -11,14 +11,19 @@
 //     qu8_winograd_f2x3_avx2,qu8_gemm_minmax_fp32_ukernel_32x32c4__amx}.cc.o -o /tmp/kernel_bench
 //   TFQ8_ISA=avx2 /tmp/kernel_bench mnv2 [batch]      # or rn50; KB_ONLY=<row> KB_SECS=<s>
 //   KB_U8SAFE=1: weights with u8-safe pairs (the 6x16c4 kernel; TFQ8_AVX2_U8=0 for the s16 one)
+//   KB_THREADS=2: split over 2 threads the way the TF glue does (custom_ops/tf/common.h: the
+//   caller plus spinning helpers claiming grains of ~1/8 per thread, none below ~10k cycles),
+//   to see each layer's thread scaling without TensorFlow's executor in the way.
 //
 // Kinds: c conv, p conv + summand (residual), d depthwise 3×3. (setup.py skips tools/.)
 #include <atomic>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,12 +32,61 @@
 #include "custom_ops/kernels/cpu/dwconv.h"
 using namespace tfq8;
 
+// Persistent helpers that spin between calls (a benchmark-only idealisation of the TF pool's
+// hand-off: no wake-up latency), claiming grains like TfParallelFor.
+struct SpinPool {
+  std::vector<std::thread> th;
+  std::atomic<int> epoch{0}, busy{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> next{0};
+  int64_t n = 0, grain = 1;
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  void Work() {
+    for (;;) {
+      int64_t b = next.fetch_add(grain);
+      if (b >= n) return;
+      (*fn)(b, std::min(n, b + grain));
+    }
+  }
+  explicit SpinPool(int helpers) {
+    for (int i = 0; i < helpers; ++i)
+      th.emplace_back([this] {
+        int seen = 0;
+        while (!stop.load()) {
+          int e = epoch.load(std::memory_order_acquire);
+          if (e == seen) { __builtin_ia32_pause(); continue; }
+          seen = e; Work(); busy.fetch_sub(1, std::memory_order_acq_rel);
+        }
+      });
+  }
+  ~SpinPool() { stop = true; for (auto& t : th) t.join(); }
+  void For(int64_t count, int64_t cost, const std::function<void(int64_t, int64_t)>& f) {
+    const int threads = (int)th.size() + 1;
+    double total = (double)count * (double)std::max<int64_t>(cost, 1);
+    if (threads <= 1 || count <= 1 || total < 20000.0) { if (count > 0) f(0, count); return; }
+    grain = std::max<int64_t>(1, count / (8 * threads));
+    grain = std::min(count, std::max(grain, 10000 / std::max<int64_t>(cost, 1) + 1));
+    n = count; fn = &f; next = 0; busy = (int)th.size();
+    epoch.fetch_add(1, std::memory_order_acq_rel);
+    Work();
+    while (busy.load(std::memory_order_acquire) > 0) __builtin_ia32_pause();
+  }
+};
+
 double now(){ return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 int main(int argc, char** argv) {
   const char* net = argc > 1 ? argv[1] : "mnv2";
   int batch = argc > 2 ? atoi(argv[2]) : 1;
   ParallelFor pf = SerialFor;
+  const int nthreads = getenv("KB_THREADS") ? atoi(getenv("KB_THREADS")) : 1;
+  std::unique_ptr<SpinPool> pool;
+  if (nthreads > 1) {
+    pool.reset(new SpinPool(nthreads - 1));
+    pf = [&pool](int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
+      pool->For(n, cost, fn);
+    };
+  }
   struct L { const char* kind; int h, ic, oc, k, s; };  // kind: c conv, d dw, p conv+summand
   std::vector<L> ls;
   if (!strcmp(net, "mnv2")) {
