@@ -15,6 +15,12 @@ trained model gets". Input sizes are kept small to fit a 2-core machine.
     python bench/zoo.py --json out.json          # machine-readable rows as well
     python bench/zoo.py --time 30                # and batch-1 latency, FP32 vs INT8
     python bench/zoo.py --config weight_rounding=False   # a QuantConfig field changed
+    python bench/zoo.py --tflite                 # and TFLite full-INT8's cosine on the same data
+
+`--tflite` converts the same Keras model with TFLiteConverter (full INT8 builtins, the same
+calibration photos as the representative dataset, batch 1) and scores it on the same held-out
+photos: the peer a TensorFlow user would reach for first, as a yardstick for the cosines of
+these badly conditioned random-weight networks.
 """
 from __future__ import annotations
 
@@ -190,7 +196,27 @@ def _median_ms(fn, x, runs):
     return round(1e3 * float(np.median(times)), 2)
 
 
-def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0, config=None):
+def tflite_outputs(model, calib, evaluation):
+    """TFLite full-INT8 (builtin INT8 ops, float input/output) of `model` on `evaluation`."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=2)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    outs = []
+    for i in range(len(evaluation)):
+        interpreter.set_tensor(inp, evaluation[i:i + 1])
+        interpreter.invoke()
+        outs.append(interpreter.get_tensor(out).copy())
+    return np.concatenate(outs)
+
+
+def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0, config=None,
+            tflite=False):
     import tensorflow as tf
     import tfq8
     row = {"model": name, "size": size}
@@ -207,6 +233,15 @@ def run_one(name, size, kwargs, calib, evaluation, num_samples, timing_runs=0, c
     cos = cosine_rows(fp32, out)
     mu = fp32.mean(0, keepdims=True)
     cos_c = cosine_rows(fp32 - mu, out - mu)
+    if tflite:
+        try:
+            lite = tflite_outputs(model, calib[:num_samples], evaluation)
+            row["tflite_centred_cosine_mean"] = round(float(
+                cosine_rows(fp32 - mu, lite - mu).mean()), 5)
+            row["tflite_top1_agreement"] = round(float(
+                np.mean(fp32.argmax(-1) == lite.argmax(-1))), 3)
+        except Exception as e:  # noqa: BLE001 - the peer failing is a result, not a crash
+            row["tflite_error"] = f"{type(e).__name__}: {e}"[:300]
     if timing_runs:
         fp32_fn = tf.function(lambda b: model(b, training=False))
         row["fp32_ms_b1"] = _median_ms(fp32_fn, evaluation[:1], timing_runs)
@@ -251,6 +286,8 @@ def main(argv=None):
     p.add_argument("--config", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="QuantConfig fields to change from the defaults, values as Python "
                         "literals, e.g. --config weight_rounding=False method='entropy'")
+    p.add_argument("--tflite", action="store_true",
+                   help="also score TFLite full-INT8 (TFLiteConverter) on the same photos")
     args = p.parse_args(argv)
     config = config_fields(args.config, p)
 
@@ -262,7 +299,7 @@ def main(argv=None):
         print(f"== {name} @ {size}x{size} ({kind})", flush=True)
         try:
             row = run_one(name, size, kwargs, calib, evaluation, args.num_samples, args.time,
-                          config)
+                          config, tflite=args.tflite)
         except Exception as e:  # noqa: BLE001 - the sweep reports failures and goes on
             row = {"model": name, "size": size, "error": f"{type(e).__name__}: {e}"[:2000],
                    "traceback": traceback.format_exc()[-3000:]}
@@ -280,6 +317,9 @@ def main(argv=None):
               f"  {r['int8_layers']:>4}  {len(r['fp32_layers']):>4}  "
               + (f"  b1 ms FP32 {r['fp32_ms_b1']} INT8 {r['int8_ms_b1']}  "
                  if "int8_ms_b1" in r else "  ")
+              + (f"TFLite centred {r['tflite_centred_cosine_mean']:.5f} top1 "
+                 f"{r['tflite_top1_agreement']:.3f}  " if "tflite_centred_cosine_mean" in r
+                 else f"TFLite {r['tflite_error'][:60]}  " if "tflite_error" in r else "")
               + ", ".join(f"{k} {v}" for k, v in sorted(r["fp32_ops"].items())))
     if args.json:
         with open(args.json, "w") as f:

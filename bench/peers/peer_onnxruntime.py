@@ -26,7 +26,7 @@ def to_onnx(tf, model, model_name, path):
     return model_proto.graph.input[0].name
 
 
-def quantize(fp32_path, out_path, input_name, calib, fmt):
+def quantize(fp32_path, out_path, input_name, calib, fmt, reduce_range=False):
     from onnxruntime import quantization as Q
 
     class Reader(Q.CalibrationDataReader):
@@ -46,7 +46,8 @@ def quantize(fp32_path, out_path, input_name, calib, fmt):
     Q.quantize_static(pre, out_path, Reader(),
                       quant_format=Q.QuantFormat.QOperator if fmt == "qop" else Q.QuantFormat.QDQ,
                       activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
-                      per_channel=True, calibrate_method=Q.CalibrationMethod.MinMax)
+                      per_channel=True, calibrate_method=Q.CalibrationMethod.MinMax,
+                      reduce_range=reduce_range)
 
 
 def session(path):
