@@ -364,6 +364,13 @@ def _pairable_model():
     return m
 
 
+def _layer_of(node):
+    """Keras layer name of a node name ("model/expand_1/Relu6" → "expand"): Keras 3 suffixes
+    the op scope with "_<n>"."""
+    import re
+    return re.sub(r"_\d+$", "", node.split("/")[-2])
+
+
 def test_u8_safe_pairs_option(data, tmp_path):
     """QuantConfig(u8_safe_pairs=True): the layers the AVX2 u8 kernel runs (1×1, strided 3×3,
     Dense) are made u8-safe when it is cheap — no same-sign pair of input channels (2j, 2j+1)
@@ -377,7 +384,7 @@ def test_u8_safe_pairs_option(data, tmp_path):
     x = RNG.normal(0, 1, (24, 12, 12, 3)).astype(np.float32)
     safe = tfq8.quantize(model, x[:16], _cfg(u8_safe_pairs=True))
     rows = {r["node"]: r for r in safe.report()["layers"]}
-    noise = {n.split("/")[-2]: r["u8_pairs_weight_noise"] for n, r in rows.items()
+    noise = {_layer_of(n): r["u8_pairs_weight_noise"] for n, r in rows.items()
              if "u8_pairs_weight_noise" in r}
     assert all(1.0 <= v <= 1.25 for v in noise.values()), noise
     assert not {"first", "winograd", "dw"} & set(noise), noise
@@ -386,7 +393,7 @@ def test_u8_safe_pairs_option(data, tmp_path):
     filters = _filters(safe)
     checked = 0
     for name, f in filters.items():
-        if name.split("/")[-2] not in noise:
+        if _layer_of(name) not in noise:
             continue
         w = f.reshape(-1, f.shape[-2], f.shape[-1]).astype(int)
         for t in range(w.shape[0]):
@@ -415,6 +422,42 @@ def test_u8_safe_pairs_option(data, tmp_path):
         np.testing.assert_array_equal(f, filters[name])
     with pytest.raises(ValueError, match="u8_safe_pairs"):
         tfq8.quantize(model, None, _cfg(calibration_table=str(path)))
+
+
+def test_u8_pair_max_noise_bound(tmp_path):
+    """QuantConfig.u8_pair_max_noise: inf makes every layer the u8 kernel runs u8-safe
+    (expand, project, strided, scores — never first, winograd or dw), 1.0 only those that
+    cost nothing (fewer, on this model); the default 1.25 admits the rest here. The bound is kept in the calibration table and a
+    different one is refused on reuse; a bound below 1 or NaN is refused up front."""
+    model = _pairable_model()
+    x = RNG.normal(0, 1, (16, 12, 12, 3)).astype(np.float32)
+
+    def safe_layers(q):
+        return {_layer_of(r["node"]): r["u8_pairs_weight_noise"]
+                for r in q.report()["layers"] if "u8_pairs_weight_noise" in r}
+
+    every = tfq8.quantize(model, x, _cfg(u8_safe_pairs=True, u8_pair_max_noise=float("inf")))
+    all_safe = safe_layers(every)
+    assert set(all_safe) == {"expand", "project", "strided", "scores"}, all_safe
+    assert "u8_pair_max_noise=inf" in every.summary()
+    free = safe_layers(tfq8.quantize(model, x, _cfg(u8_safe_pairs=True, u8_pair_max_noise=1.0)))
+    assert all(v == 1.0 for v in free.values()), free
+    default = safe_layers(tfq8.quantize(model, x, _cfg(u8_safe_pairs=True)))
+    # here the bound decides: expand and strided need 1.1-1.12×, project and scores nothing
+    assert set(free) < set(default) <= set(all_safe), (free, default)
+    assert all(v <= 1.25 for v in default.values()), default
+    path = tmp_path / "table.json"
+    every.calibration_table.save(path)
+    assert json.loads(path.read_text())["metadata"]["weight_rounding"]["u8_pair_max_noise"] \
+        == "inf"
+    again = tfq8.quantize(model, None, _cfg(calibration_table=str(path), u8_safe_pairs=True,
+                                            u8_pair_max_noise=float("inf")))
+    np.testing.assert_array_equal(again(x).numpy(), every(x).numpy())
+    with pytest.raises(ValueError, match="u8_pair_max_noise=inf"):
+        tfq8.quantize(model, None, _cfg(calibration_table=str(path), u8_safe_pairs=True))
+    for bad in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="u8_pair_max_noise must be >= 1"):
+            tfq8.quantize(model, x, _cfg(u8_safe_pairs=True, u8_pair_max_noise=bad))
 
 
 def test_range_search_fallback_guard_keeps_only_helpful_runs():

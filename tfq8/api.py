@@ -26,6 +26,7 @@ from tfq8.calibration import (
     normalize_calibration_data,
 )
 from tfq8.calibration.calibrator import batch_size_of, take_rows
+from tfq8.calibration.qparams import U8_PAIR_MAX_NOISE
 from tfq8.calibration.range_search import search_ranges
 from tfq8.calibration.weight_rounding import (
     RoundingSite,
@@ -84,13 +85,20 @@ class QuantConfig:
       exact one. To make that cheap, the pair_channels pass first reorders channels (exactly,
       through every per-channel op) so that large weights pair with small ones; then only the
       layers that kernel would run (not 3×3 stride-1 convs, which use Winograd, nor small-IC
-      first layers) and whose weight noise grows by at most U8_PAIR_MAX_NOISE (1.25×, mean
-      (s'/s)² over output channels) are made u8-safe; the others keep their scales and the
-      exact s16 kernel. On trained MobileNetV2 that is all 17 project convs at ≤ 1.035×, for
+      first layers) and whose weight noise grows by at most u8_pair_max_noise (mean (s'/s)²
+      over output channels) are made u8-safe; the others keep their scales and the exact s16
+      kernel. On trained MobileNetV2 that is all 17 project convs at ≤ 1.035×, for
       1.05–1.08× end to end at FP32 agreement equal to the default (logit cosine 0.9965;
       bench/u8_pairs.py, docs/benchmarks.md session 14). Uniformly random weights (e.g.
       Keras' initializers) cannot be paired well and keep their scales. Off by default; CPUs
       with VNNI or AMX and GPUs gain nothing from it.
+    u8_pair_max_noise: with u8_safe_pairs, the largest weight-noise factor (mean (s'/s)² over a
+      layer's output channels, ≥ 1) a layer may take to become u8-safe. The default 1.25 costs
+      no measurable accuracy on trained MobileNetV2; float("inf") makes every eligible layer
+      u8-safe, the most speed for some accuracy (MobileNetV2 with every layer widened, before
+      channel pairing existed: 1.12–1.19× end to end, logit cosine 0.9954 against 0.9965;
+      docs/benchmarks.md session 13). Kept in the calibration table with the weight rounding,
+      like u8_safe_pairs.
     keep_fp32: node names or op types to leave in FP32 (e.g. ["Conv2D"] or a layer's node name).
       An entry that is neither a TensorFlow op type nor a node or layer name of the model is an
       error (with the closest names), so a typo cannot quietly quantize the layer.
@@ -114,6 +122,7 @@ class QuantConfig:
     batch_size: int = 16
     per_channel: bool = True
     u8_safe_pairs: bool = False
+    u8_pair_max_noise: float = U8_PAIR_MAX_NOISE
     keep_fp32: Sequence[str] = ()
     calibration_table: Any = None
     passes: dict | None = None
@@ -135,6 +144,10 @@ class QuantConfig:
                              f"{self.range_search_samples}")
         if self.batch_size < 1:
             raise ValueError(f"QuantConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not self.u8_pair_max_noise >= 1.0:   # also refuses NaN
+            raise ValueError(f"QuantConfig.u8_pair_max_noise must be >= 1 (a noise factor; "
+                             f"float('inf') for every eligible layer), got "
+                             f"{self.u8_pair_max_noise}")
         if isinstance(self.keep_fp32, str):
             self.keep_fp32 = [s for s in self.keep_fp32.split(",") if s]
 
@@ -282,7 +295,8 @@ class QuantizedModel(GraphModel):
                      ("DepthwiseConv2dNative",)]
             worst = max((r["u8_pairs_weight_noise"] for r in safe), default=1.0)
             lines.append(f"  u8-safe weight pairs (AVX2 vpmaddubsw kernel): {len(safe)} of "
-                         f"{len(convs)} conv/matmul layers, weight noise ≤ {worst:.3f}× (the "
+                         f"{len(convs)} conv/matmul layers, weight noise ≤ {worst:.3f}× "
+                         f"(bound u8_pair_max_noise={self.config.u8_pair_max_noise:g}; the "
                          f"others keep their scales)")
         if self.pipeline_notes is not None:
             lines.append("FP32 passes:")
@@ -500,6 +514,12 @@ def _rounding_sites(plan, layers):
     return sites
 
 
+
+def _noise_bound_json(bound):
+    """u8_pair_max_noise as the calibration table stores it: a number, or "inf" (strict JSON
+    has no infinity)."""
+    return "inf" if bound == float("inf") else round(float(bound), 6)
+
 def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
     """Sets the plan's int8 weights to the output-error-minimizing rounding (see QuantConfig),
     measuring it (one FP32 pass over the calibration data) when the table has none.
@@ -534,6 +554,8 @@ def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
             layers[key] = encode_int8_weights(wq, rtn)
         saved = {"per_channel": bool(plan.per_channel),
                  "u8_safe_pairs": bool(plan.u8_safe_pairs), "layers": layers}
+        if plan.u8_safe_pairs:
+            saved["u8_pair_max_noise"] = _noise_bound_json(plan.u8_pair_max_noise)
         table.metadata[WEIGHT_ROUNDING_KEY] = saved
     if saved.get("per_channel") != bool(plan.per_channel):
         raise ValueError(f"the calibration table's weight rounding was made with per_channel="
@@ -544,6 +566,12 @@ def _weight_rounding(plan, table, fp32, frozen, calibration_data, config):
         raise ValueError(f"the calibration table's weight rounding was made with "
                          f"u8_safe_pairs={bool(saved.get('u8_safe_pairs', False))} (other "
                          f"weight scales); quantize with the same u8_safe_pairs, or recalibrate")
+    # tables from before the bound was a QuantConfig field used the default
+    bound = saved.get("u8_pair_max_noise", _noise_bound_json(U8_PAIR_MAX_NOISE))
+    if plan.u8_safe_pairs and bound != _noise_bound_json(plan.u8_pair_max_noise):
+        raise ValueError(f"the calibration table's weight rounding was made with "
+                         f"u8_pair_max_noise={bound} (other layers u8-safe, other weight "
+                         f"scales); quantize with the same u8_pair_max_noise, or recalibrate")
     for key, blob in saved.get("layers", {}).items():
         grp = plan.groups.get(key)
         if grp is None or grp.kind not in ("conv", "depthwise", "matmul"):
@@ -658,12 +686,14 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     if config.keep_fp32:
         options["keep_fp32"] = list(config.keep_fp32)   # dedupe must not merge them away
     options["u8_safe_pairs"] = config.u8_safe_pairs     # pair_channels runs only then
+    options["u8_pair_max_noise"] = float(config.u8_pair_max_noise)
     result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def
     outputs = [o.tensor for o in frozen.outputs]
     _check_keep_fp32(config.keep_fp32, [frozen.graph_def, fp32])
     plan = QuantizePlan(fp32, outputs, keep_fp32=config.keep_fp32,
-                        per_channel=config.per_channel, u8_safe_pairs=config.u8_safe_pairs)
+                        per_channel=config.per_channel, u8_safe_pairs=config.u8_safe_pairs,
+                        u8_pair_max_noise=float(config.u8_pair_max_noise))
     if table is not None:
         missing = [t for t in plan.observe if t not in table]
         if missing:

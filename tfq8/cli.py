@@ -40,6 +40,10 @@ flags.DEFINE_bool("u8_safe_pairs", False,
                   "Opt-in: keep same-sign conv/matmul weight pairs at |w0|+|w1| <= 128 (coarser "
                   "weight scales) for a faster exact kernel on AVX2 CPUs without VNNI; costs "
                   "accuracy (see QuantConfig.u8_safe_pairs).")
+flags.DEFINE_float("u8_pair_max_noise", 1.25,
+                   "With --u8_safe_pairs: the largest weight-noise factor (>= 1) a layer may "
+                   "take to become u8-safe; inf for every eligible layer (more speed, less "
+                   "accuracy; see QuantConfig.u8_pair_max_noise).")
 flags.DEFINE_float("pixel_scale", 1.0, "Images: x * pixel_scale + pixel_offset (x in 0..255).")
 flags.DEFINE_float("pixel_offset", 0.0, "Images: see --pixel_scale.")
 flags.DEFINE_list("mean", [], "Images: per-channel mean subtracted after --pixel_scale/offset.")
@@ -111,6 +115,7 @@ def _config():
                             num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size,
                             keep_fp32=FLAGS.keep_fp32, per_channel=FLAGS.per_channel,
                             u8_safe_pairs=FLAGS.u8_safe_pairs,
+                            u8_pair_max_noise=FLAGS.u8_pair_max_noise,
                             calibration_table=FLAGS.calibration_table)
 
 
