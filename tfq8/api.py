@@ -686,6 +686,7 @@ def quantize(model, calibration_data=None, config: QuantConfig | None = None,
     if config.keep_fp32:
         options["keep_fp32"] = list(config.keep_fp32)   # dedupe must not merge them away
     options["u8_safe_pairs"] = config.u8_safe_pairs     # pair_channels runs only then
+    options["upcast_half"] = True       # mixed-precision models: quantize their float32 twin
     options["u8_pair_max_noise"] = float(config.u8_pair_max_noise)
     result = _run_fp32_passes(frozen, config.passes, options)
     fp32 = result.graph_def

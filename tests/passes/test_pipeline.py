@@ -24,13 +24,15 @@ def small_graph():
 def test_default_pipeline_runs_all_passes_and_reports(run_graph, rel_err):
     gd, ins, outs = small_graph()
     result = default_pipeline().run(gd, PassContext(ins, outs))
-    assert list(result.results) == ["dedupe", "conv1d", "dilated_conv", "transposed_conv",
+    assert list(result.results) == ["upcast_half", "dedupe", "conv1d", "dilated_conv",
+                                    "transposed_conv",
                                     "grouped_conv", "dense_as_conv", "pad_into_conv",
                                     "fold_batchnorm", "move_strides", "fuse_activations",
                                     "equalize", "pair_channels"]
     # no repeated work, no 1-D, dilated, transposed or grouped convs, no Dense here; equalize
     # and pair_channels need tfq8.quantize's options
-    idle = ("equalize", "dedupe", "conv1d", "pad_into_conv", "dilated_conv", "transposed_conv",
+    idle = ("upcast_half", "equalize", "dedupe", "conv1d", "pad_into_conv", "dilated_conv",
+            "transposed_conv",
             "grouped_conv", "dense_as_conv", "pair_channels")
     assert all(r.changed for name, r in result.results.items() if name not in idle)
     assert not any(result.results[name].changed for name in idle)

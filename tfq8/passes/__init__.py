@@ -5,11 +5,12 @@
                                                              PassContext.for_model(frozen))
     print(result.summary(before=frozen.graph_def))
 
-FP32 passes, in pipeline order: dedupe → conv1d → dilated_conv → transposed_conv →
+FP32 passes, in pipeline order: upcast_half → dedupe → conv1d → dilated_conv → transposed_conv →
 grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides →
 fuse_activations → equalize → pair_channels
 (equalize needs calibration data, which tfq8.quantize gives it; elsewhere it changes nothing;
-pair_channels runs only for QuantConfig(u8_safe_pairs=True)).
+pair_channels runs only for QuantConfig(u8_safe_pairs=True); upcast_half, which widens a
+mixed-precision model's float16 / bfloat16 ops to float32, only in tfq8.quantize).
 """
 from tfq8.passes.pipeline import (MAC_RULES, MacReport, Note, Pass, PassContext, PassError,
                                   PassResult, Pipeline, PipelineResult, count_macs,
@@ -24,8 +25,9 @@ from tfq8.passes.conv1d import Conv1DAs2D
 from tfq8.passes.dedupe import Dedupe
 from tfq8.passes.pad_into_conv import PadIntoConv
 from tfq8.passes.transposed_conv import TransposedConv
+from tfq8.passes.upcast_half import UpcastHalf
 
 __all__ = ["Conv1DAs2D", "Dedupe", "DenseAsConv", "DilatedConv", "FoldBatchNorm",
            "FuseActivations", "FusionGroup", "GroupedConv", "MAC_RULES", "MacReport", "MoveStrides",
-           "Note", "PadIntoConv", "Pass", "PassContext", "PassError", "PassResult", "Pipeline", "PipelineResult", "TransposedConv",
+           "Note", "PadIntoConv", "Pass", "PassContext", "PassError", "PassResult", "Pipeline", "PipelineResult", "TransposedConv", "UpcastHalf",
            "count_macs", "default_pipeline", "fusion_groups"]

@@ -48,6 +48,7 @@ import dataclasses
 from typing import Dict, List, Optional
 
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tfq8.graph import Editor, GraphIndex, get_attr
@@ -210,6 +211,9 @@ def _walk_space(index: GraphIndex, start: str, space, member, is_consumer, insid
             continue
         members.add(name)
         member(index.node(name))
+        dtype = _compute_dtype(index.node(name))
+        if dtype is not None:
+            refuse(f"{name} computes in {dtype}, not float32")
         if index.control_consumers(name):
             refuse(f"{name} has control consumers")
         t = f"{name}:0"
@@ -221,6 +225,9 @@ def _walk_space(index: GraphIndex, start: str, space, member, is_consumer, insid
         for e in index.consumers(t):
             c = index.node(e.node)
             if is_consumer(c, e.index):
+                dtype = _compute_dtype(c)
+                if dtype is not None:
+                    refuse(f"{t} is read by {c.name}, which computes in {dtype}, not float32")
                 if e.node not in space.consumers:
                     space.consumers.append(e.node)
                 continue
@@ -232,6 +239,15 @@ def _walk_space(index: GraphIndex, start: str, space, member, is_consumer, insid
             if kind == "join":   # the other operand must be in the space too
                 src = index.producer(index.data_inputs(c)[1 - e.index])
                 work.extend(backward(src, refuse))
+
+
+def _compute_dtype(node):
+    """The name of a node's non-float32 "T" (a float16 / bfloat16 op when the upcast_half pass
+    was switched off), else None: scaling or reordering its constants as float32 would give it
+    inputs of the wrong type."""
+    if "T" in node.attr and node.attr["T"].type not in (0, tf.float32.as_datatype_enum):
+        return tf.as_dtype(node.attr["T"].type).name
+    return None
 
 
 def _out_channels(index: GraphIndex, name: str) -> int:

@@ -221,7 +221,8 @@ class Pipeline:
 
 
 def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
-    """The FP32 passes in their order: dedupe → conv1d → dilated_conv → transposed_conv →
+    """The FP32 passes in their order: upcast_half (only with ``ctx.options["upcast_half"]``,
+    which tfq8.quantize sets) → dedupe → conv1d → dilated_conv → transposed_conv →
     grouped_conv → dense_as_conv → pad_into_conv → fold_batchnorm → move_strides → fuse_activations → equalize (which needs
     calibration data in ``ctx.options`` and otherwise changes nothing) → pair_channels (only
     with ``ctx.options["u8_safe_pairs"]``)."""
@@ -237,7 +238,8 @@ def default_pipeline(disable: Iterable[str] = ()) -> Pipeline:
     from tfq8.passes.pad_into_conv import PadIntoConv
     from tfq8.passes.pair_channels import PairChannels
     from tfq8.passes.transposed_conv import TransposedConv
-    return Pipeline([Dedupe(), Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(),
+    from tfq8.passes.upcast_half import UpcastHalf
+    return Pipeline([UpcastHalf(), Dedupe(), Conv1DAs2D(), DilatedConv(), TransposedConv(), GroupedConv(),
                      DenseAsConv(), PadIntoConv(), FoldBatchNorm(), MoveStrides(), FuseActivations(), Equalize(),
                      PairChannels()],
                     disable=disable)

@@ -490,7 +490,10 @@ class QuantizePlan:
             self._refuse(n, "weights contain NaN or Inf")
             return None
         if n.attr["T"].type != tf.float32.as_datatype_enum:
-            self._refuse(n, f"dtype {tf.dtypes.as_dtype(n.attr['T'].type).name} is not float32")
+            dtype = tf.dtypes.as_dtype(n.attr["T"].type)
+            hint = (" (a mixed-precision model: the upcast_half pass widens it unless switched "
+                    "off)" if dtype in (tf.float16, tf.bfloat16) else "")
+            self._refuse(n, f"dtype {dtype.name} is not float32{hint}")
             return None
         attrs = {"weights": w.astype(np.float32), "op": n.op}
         if kind == "conv":
