@@ -253,7 +253,8 @@ def test_custom_op_graph_exports_and_loads_in_fresh_process(add_one_op, tmp_path
 
 def test_inputs_as_list_dict_or_keywords_also_after_saving(two_input_fn, tmp_path, rel_err):
     """Like a Keras model: one list/tuple, one {name: x} dict, keywords — and the SavedModel's
-    loaded callable takes the input names as keywords too."""
+    loaded callable takes every one of those forms too (and positional inputs, also numpy);
+    inputs in the wrong order get an error that names the input and the expected order."""
     fn = make_callable(load_model(two_input_fn))
     feat, ids = rand(3, 4), np.array([3, -1, 0], np.int32)
     want = two_input_fn(feat, ids)
@@ -264,8 +265,24 @@ def test_inputs_as_list_dict_or_keywords_also_after_saving(two_input_fn, tmp_pat
         fn({"feat": feat})
     path = fn.save(str(tmp_path / "sm"))
     loaded = tf.saved_model.load(path)
-    got = loaded(feat=tf.constant(feat), ids=tf.constant(ids))
-    assert all(rel_err(got[k], want[k]) <= TOL for k in want)
+    ft, it = tf.constant(feat), tf.constant(ids)
+    for got in (loaded(feat=ft, ids=it), loaded(ft, it), loaded([ft, it]),
+                loaded({"feat": ft, "ids": it}), loaded(feat, ids), loaded({"feat": feat,
+                                                                            "ids": ids})):
+        assert all(rel_err(got[k], want[k]) <= TOL for k in want)
+    with pytest.raises(TypeError, match="input 0 \\('feat'\\) must have shape \\(None, 4\\)"):
+        fn(ids, feat)
+
+
+def test_a_single_input_also_takes_a_name_dict(keras_model, tmp_path, rel_err):
+    fn = make_callable(load_model(keras_model))
+    name = fn.inputs[0].name
+    x = rand(2, *[d for d in fn.inputs[0].shape[1:]])
+    want = keras_model(x).numpy()
+    assert rel_err(fn({name: x}).numpy(), want) <= TOL
+    loaded = tf.saved_model.load(fn.save(str(tmp_path / "sm")))
+    assert rel_err(loaded({name: tf.constant(x)}).numpy(), want) <= TOL
+    assert rel_err(loaded(x).numpy(), want) <= TOL
 
 
 def test_saved_model_written_by_tfq8_loads_back_into_tfq8(keras_model, tmp_path, rel_err):

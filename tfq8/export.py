@@ -94,12 +94,43 @@ class GraphModel(tf.Module):
             as_dict.__signature__ = inspect.Signature(params)
         self.function = tf.function(structured, input_signature=specs, autograph=False)
         self._signature_fn = tf.function(as_dict, input_signature=specs, autograph=False)
+
+        def any_form(*args, **kwargs):
+            # the bound arguments: the inputs in order, or one list / {name: x} dict of them
+            args = list(args) + [kwargs[n] for n in names[len(args):] if kwargs.get(n) is not None]
+            args = [a for a in args if a is not None]
+            if len(args) == 1 and isinstance(args[0], dict):
+                args = [args[0][n] for n in names]
+            elif len(args) == 1 and isinstance(args[0], (list, tuple)):
+                args = list(args[0])
+            return structured(*args)
+
+        if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            any_form.__signature__ = inspect.Signature(
+                [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                 for n in names])
+        # What a SavedModel's tf.saved_model.load(path)(...) runs: like the original Keras
+        # model it takes the inputs as arguments (or keywords), as one list, or as one
+        # {name: x} dict — one concrete function per form, traced here so that they are saved.
+        self.saved_function = tf.function(any_form, autograph=False)
+        self._saved_forms_traced = False
         self._specs = specs
         self._concrete = None  # made on the first eager call with tensor arguments
 
     @property
     def graph_def(self) -> graph_pb2.GraphDef:
         return self._graph_def
+
+    def saved_call(self):
+        """``saved_function`` with its concrete functions for every call form traced."""
+        if not self._saved_forms_traced:
+            # built here, not kept on self: tf.Module would wrap a stored dict for tracking
+            specs = list(self._specs)
+            names = [t.name for t in self.inputs]
+            for form in (specs, [specs], [dict(zip(names, specs))]):
+                self.saved_function.get_concrete_function(*form)
+            self._saved_forms_traced = True
+        return self.saved_function
 
     @property
     def signature(self):
@@ -108,8 +139,9 @@ class GraphModel(tf.Module):
 
     def __call__(self, *args, **kwargs):
         names = [t.name for t in self.inputs]
-        if len(args) == 1 and not kwargs and len(names) > 1:
-            # Keras models also take their inputs as one list/tuple or one {name: x} dict.
+        if len(args) == 1 and not kwargs and (len(names) > 1 or isinstance(args[0], dict)):
+            # Keras models also take their inputs as one list/tuple or one {name: x} dict
+            # (a single input too: a dict, but not a list, which may be the data itself).
             (arg,) = args
             if isinstance(arg, dict):
                 # Keras input names that tfq8 had to sanitize ("meta feats") work too.
@@ -143,6 +175,17 @@ class GraphModel(tf.Module):
             if self._concrete is None:
                 self._concrete = self.function.get_concrete_function()
             return self._concrete(*args)
+        if len(args) == len(self._specs) and len(args) > 1:
+            # several positional inputs: name the one that does not fit (a swapped order is the
+            # usual mistake) instead of TF's binding error
+            for i, (a, spec) in enumerate(zip(args, self._specs)):
+                shape = getattr(a, "shape", None)
+                if shape is not None and not spec.shape.is_compatible_with(shape):
+                    raise TypeError(
+                        f"input {i} ({spec.name!r}) must have shape {spec.shape}, got "
+                        f"{tf.TensorShape(shape)}; the model's inputs in order are "
+                        + ", ".join(f"{s.name!r} {s.shape}" for s in self._specs)
+                        + " (or pass them by name, or as one {name: x} dict)")
         return self.function(*args)
 
     def save(self, path: str, signature_name: str = "serving_default",
@@ -190,7 +233,7 @@ def save_saved_model(graph_def, inputs: Sequence[TensorInfo], outputs: Sequence[
 
 def _save(model: GraphModel, path: str, signature_name: str, assets) -> str:
     module = tf.Module()
-    module.__call__ = model.function  # tf.saved_model.load(path)(x) works like the original
+    module.__call__ = model.saved_call()  # tf.saved_model.load(path)(x) like the original
     signatures = {signature_name: model.signature}
     with tempfile.TemporaryDirectory(prefix="tfq8_assets_") as tmp:
         if assets:
