@@ -483,3 +483,26 @@ def test_range_search_fallback_guard_keeps_only_helpful_runs():
     # one run per tensor when there are fewer tensors than runs; nothing kept if nothing helps
     _, kept, tried = _keep_helpful_groups(["t2"], before, after, error, error(before), 4)
     assert kept == [] and tried == [12.0]
+
+
+def test_report_lists_unquantizable_layers_and_separates_integer_ops():
+    """A layer kind tfq8 has no INT8 kernel for (Conv3D) is listed among the FP32 layers with
+    the reason, not only counted as an op; int32 shape arithmetic (nearest UpSampling2D's
+    StridedSlice / ConcatV2 on a Shape) is not counted as FP32 compute."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((4, 8, 8, 2))
+    m3 = keras.Model(inp, keras.layers.Conv3D(4, 3, padding="same")(inp))
+    q3 = tfq8.quantize(m3, RNG.normal(0, 1, (8, 4, 8, 8, 2)).astype(np.float32), _cfg())
+    rows = [r for r in q3.report()["layers"] if r["op"] == "Conv3D"]
+    assert len(rows) == 1 and not rows[0]["int8"], q3.report()["layers"]
+    assert "no INT8 kernel for Conv3D" in rows[0]["reason"]
+    assert "layers kept in FP32: 1" in q3.summary()
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv2D(4, 3)(keras.layers.UpSampling2D()(x))
+    q = tfq8.quantize(keras.Model(inp, x), RNG.normal(0, 1, (8, 8, 8, 3)).astype(np.float32),
+                      _cfg())
+    rep = q.report()
+    assert "StridedSlice" in rep["integer_ops"] and "StridedSlice" not in rep["fp32_ops"], rep
+    assert not rep["fp32_ops"], rep["fp32_ops"]           # all float compute is INT8
+    assert "integer ops (shapes, indices" in q.summary()

@@ -193,6 +193,21 @@ class OptimizedModel(GraphModel):
         return self.pipeline_notes.summary(before=self._frozen.graph_def, batch=batch)
 
 
+# Ops that are layers (weights, most of a model's arithmetic) but that no INT8 rewrite handles.
+UNQUANTIZED_LAYER_OPS = frozenset({
+    "Conv3D", "Conv3DBackpropInputV2", "DepthwiseConv2dNative", "Conv2D", "Conv2DBackpropInput",
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "_FusedConv2D",
+    "_FusedMatMul", "_FusedDepthwiseConv2dNative"})
+
+
+def _computes_no_float(node) -> bool:
+    """True when none of the node's outputs is a floating-point tensor (int32 shape and index
+    arithmetic such as StridedSlice / Pack on a Shape): not FP32 compute left behind."""
+    from tfq8.graph import opdefs
+    dtypes = opdefs.output_dtypes(node)
+    return bool(dtypes) and not any(d.is_floating for d in dtypes)
+
+
 class QuantizedModel(GraphModel):
     """Result of `tfq8.quantize`: the INT8 model."""
 
@@ -223,7 +238,15 @@ class QuantizedModel(GraphModel):
             if r.u8_pairs_noise is not None:
                 row["u8_pairs_weight_noise"] = r.u8_pairs_noise
             rows.append(row)
+        # Heavy FP32 ops the quantizer has no layer kind for (Conv3D, BatchMatMul, …) get a row
+        # too, so that "layers kept in FP32" lists every layer that runs in FP32.
+        listed = {r["node"] for r in rows}
+        for n in self.graph_def.node:
+            if n.op in UNQUANTIZED_LAYER_OPS and n.name not in listed:
+                rows.append({"node": n.name, "op": n.op, "int8": False,
+                             "reason": f"tfq8 has no INT8 kernel for {n.op}: it runs in FP32"})
         fp32_ops = {}
+        shape_ops = {}
         int8_ops = {"Tfq8Conv2D", "Tfq8GroupedConv2D", "Tfq8DepthwiseConv2D", "Tfq8MatMul",
                     "Tfq8Add", "Tfq8MaxPool", "Tfq8AvgPool", "Tfq8Mean", "Tfq8Concat", "Tfq8Lookup",
                     "Tfq8ChannelMul", "Tfq8LayerNorm", "Tfq8Mul", "Tfq8Prelu"}
@@ -244,10 +267,13 @@ class QuantizedModel(GraphModel):
                     or (n.op == "Cast" and n.attr["DstT"].type == u8)
                     or (n.op == "Round" and reads_uint8_op(n))):
                 on_uint8[n.op] = on_uint8.get(n.op, 0) + 1   # stock data movement on INT8
+            elif _computes_no_float(n):
+                shape_ops[n.op] = shape_ops.get(n.op, 0) + 1      # int32 shape arithmetic
             else:
                 fp32_ops[n.op] = fp32_ops.get(n.op, 0) + 1
         eq = self.calibration_table.metadata.get(EQUALIZATION_KEY) or {}
         return {"layers": rows, "fp32_ops": fp32_ops, "stock_ops_on_int8": on_uint8,
+                "integer_ops": shape_ops,
                 "op_counts": self.op_counts(),
                 "equalized_channel_spaces": {k: {"channels": len(v), "max_scale": max(v)}
                                              for k, v in sorted(eq.items())}}
@@ -271,6 +297,9 @@ class QuantizedModel(GraphModel):
         if rep["fp32_ops"]:
             lines.append("  FP32 ops left in the graph: "
                          + ", ".join(f"{op} {c}" for op, c in sorted(rep["fp32_ops"].items())))
+        if rep["integer_ops"]:
+            lines.append("  integer ops (shapes, indices; no float compute): "
+                         + ", ".join(f"{op} {c}" for op, c in sorted(rep["integer_ops"].items())))
         bc = "bias correction" if BIAS_CORRECTION_KEY in self.calibration_table.metadata \
             else "no bias correction"
         wr = self.calibration_table.metadata.get(WEIGHT_ROUNDING_KEY)
