@@ -522,9 +522,14 @@ def _correction_sites(plan, layers):
             name=key, kind=grp.kind, input=grp.inputs[0], input_qparams=rep.input_qparams[0],
             weights=a["weights"], per_channel=plan.per_channel or a.get("affine", False),
             strides=tuple(a.get("strides", (1, 1))), dilations=tuple(a.get("dilations", (1, 1))),
-            pads=tuple(a.get("pads", (0, 0, 0, 0))), summand=grp.summand,
+            pads=_site_pads(a), summand=grp.summand,
             summand_qparams=rep.summand_qparams, int8_weights=plan.int8_weights(grp)))
     return sites
+
+
+def _site_pads(attrs):
+    """A group's pads for the calibration sites: "SAME" when the op pads at run time."""
+    return "SAME" if attrs.get("dynamic_same") else tuple(attrs.get("pads", (0, 0, 0, 0)))
 
 
 def _rounding_sites(plan, layers):
@@ -538,7 +543,7 @@ def _rounding_sites(plan, layers):
         sites.append(RoundingSite(
             name=key, kind=grp.kind, input=grp.inputs[0], weights=a["weights"],
             per_channel=plan.per_channel, strides=tuple(a.get("strides", (1, 1))),
-            dilations=tuple(a.get("dilations", (1, 1))), pads=tuple(a.get("pads", (0, 0, 0, 0))),
+            dilations=tuple(a.get("dilations", (1, 1))), pads=_site_pads(a),
             u8_safe_pairs=plan.u8_pairs(grp)))
     return sites
 

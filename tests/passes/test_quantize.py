@@ -827,3 +827,40 @@ def test_input_affine_composition_and_broadcast_guards():
         gd = build(make)
         assert absorb_input_affines(gd, {"q"}, lambda t: (None, 4, 3)) == []
         assert [n.op for n in gd.node if n.name == "q"] == ["Tfq8Quantize"]
+
+
+def _strided_fcn(hw):
+    """Fully convolutional: strided SAME conv, depthwise and 5×5 convs, a residual add. Named
+    layers and a fixed seed: every build has the same weights and tensor names."""
+    keras.utils.set_random_seed(11)
+    inp = keras.Input(tuple(hw) + (3,), name="img")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="c1")(inp)
+    y = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu",
+                                     name="dw")(x)
+    y = keras.layers.Conv2D(8, 1, name="pw")(y)
+    s = keras.layers.Conv2D(8, 5, strides=2, padding="same", name="c5")(x)
+    y = keras.layers.ReLU(name="relu")(keras.layers.Add(name="add")([y, s]))
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="head")(y)
+    return keras.Model(inp, y, name="fcn")
+
+
+def test_strided_same_convs_with_unknown_spatial_size_stay_int8():
+    """With unknown H/W, a strided SAME conv's padding depends on the input's size: the op is
+    fed a PadV2 whose pads come from int32 arithmetic on Shape(x) at run time (they used to
+    stay FP32). Exact: on every input size — even and odd — the outputs are bit for bit those
+    of the same model quantized with a static size and the same calibration table."""
+    dynamic = _strided_fcn((None, None))
+    x = RNG.normal(0, 1, (16, 20, 20, 3)).astype(np.float32)
+    q = tfq8.quantize(dynamic, x, _config())
+    rep = q.report()
+    assert all(r["int8"] for r in rep["layers"]), q.summary()
+    assert _ops(q).get("PadV2") == 4, _ops(q)      # one per strided 3×3 / 5×5 SAME op
+    for h, w in ((20, 20), (17, 23), (9, 8)):
+        want = tfq8.quantize(_strided_fcn((h, w)), None,
+                             _config(calibration_table=q.calibration_table))
+        assert "PadV2" not in _ops(want)           # static sizes: pads are attributes
+        xs = RNG.normal(0, 1, (2, h, w, 3)).astype(np.float32)
+        np.testing.assert_array_equal(q(xs).numpy(), want(xs).numpy())
+        cos = _cosine(dynamic(xs).numpy().reshape(2, -1), q(xs).numpy().reshape(2, -1))
+        assert cos.min() >= 0.99, (h, w, cos)      # and close to FP32 (an off-by-one pad
+                                                   # would shift every output pixel)

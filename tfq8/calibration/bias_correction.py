@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from tfq8.calibration.qparams import QParams, quantize_weights, weight_scales
+from tfq8.graph.shapes import resolve_pads
 
 __all__ = ["CorrectionSite", "BiasCorrector", "dequantized_weights", "mean_output"]
 
@@ -40,7 +41,8 @@ __all__ = ["CorrectionSite", "BiasCorrector", "dequantized_weights", "mean_outpu
 @dataclasses.dataclass
 class CorrectionSite:
     """One layer to correct. kind: "conv" | "depthwise" | "matmul"; weights as in the graph
-    (HWIO, HWCM for depthwise, (in, out) for matmul); pads [top, bottom, left, right]."""
+    (HWIO, HWCM for depthwise, (in, out) for matmul); pads [top, bottom, left, right], or
+    "SAME" when they depend on the input size (tfq8.graph.shapes.resolve_pads)."""
 
     name: str
     kind: str
@@ -50,7 +52,7 @@ class CorrectionSite:
     per_channel: bool = True
     strides: tuple = (1, 1)
     dilations: tuple = (1, 1)
-    pads: tuple = (0, 0, 0, 0)
+    pads: tuple | str = (0, 0, 0, 0)
     summand: str | None = None
     summand_qparams: QParams | None = None
     int8_weights: tuple | None = None   # (int8, scales) when calibration chose the rounding
@@ -81,6 +83,7 @@ def dequantized_weights(kind: str, w: np.ndarray, per_channel: bool = True) -> n
 
 def _tap_means(img: np.ndarray, kh: int, kw: int, strides, dilations, pads) -> np.ndarray:
     """(kh, kw, C): mean over output positions of the zero-padded input each tap reads."""
+    pads = resolve_pads(pads, img.shape[0], img.shape[1], kh, kw, strides, dilations)
     x = np.pad(img, [(pads[0], pads[1]), (pads[2], pads[3]), (0, 0)])
     sh, sw = strides
     dh, dw = dilations

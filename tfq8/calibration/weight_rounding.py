@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from tfq8.calibration.qparams import PAIR_LIMIT, S8_LEVELS, weight_scales
+from tfq8.graph.shapes import resolve_pads
 
 __all__ = ["RoundingSite", "HessianAccumulator", "round_weights", "gptq_round",
            "encode_int8_weights", "decode_int8_weights",
@@ -52,7 +53,8 @@ BLOCK = 128         # columns rounded per lazy block update
 @dataclasses.dataclass
 class RoundingSite:
     """One layer. kind: "conv" | "depthwise" | "matmul"; weights as in the graph (HWIO, HWCM,
-    (in, out)); pads [top, bottom, left, right]; u8_safe_pairs: round conv/matmul weights
+    (in, out)); pads [top, bottom, left, right], or "SAME" when they depend on the input size
+    (tfq8.graph.shapes.resolve_pads); u8_safe_pairs: round conv/matmul weights
     u8-safe in pairs (tfq8.calibration.qparams.fit_u8_pairs)."""
 
     name: str
@@ -62,7 +64,7 @@ class RoundingSite:
     per_channel: bool = True
     strides: tuple = (1, 1)
     dilations: tuple = (1, 1)
-    pads: tuple = (0, 0, 0, 0)
+    pads: tuple | str = (0, 0, 0, 0)
     u8_safe_pairs: bool = False
 
     @property
@@ -76,8 +78,8 @@ class RoundingSite:
 def _sample_positions(x: np.ndarray, site: RoundingSite, rng: np.random.Generator,
                       limit: int = ROWS_PER_BATCH):
     kh, kw = site.weights.shape[0], site.weights.shape[1]
-    t, b, l, r = site.pads
     n, h, w, _ = x.shape
+    t, b, l, r = resolve_pads(site.pads, h, w, kh, kw, site.strides, site.dilations)
     oh = (h + t + b - site.dilations[0] * (kh - 1) - 1) // site.strides[0] + 1
     ow = (w + l + r - site.dilations[1] * (kw - 1) - 1) // site.strides[1] + 1
     total = n * oh * ow
@@ -89,10 +91,10 @@ def _sample_positions(x: np.ndarray, site: RoundingSite, rng: np.random.Generato
 def _patch_rows(x: np.ndarray, site: RoundingSite, idx: np.ndarray) -> np.ndarray:
     """(R, kh·kw, C): the input values each tap reads at the output positions idx."""
     kh, kw = site.weights.shape[0], site.weights.shape[1]
-    t, b, l, r = site.pads
     sh, sw = site.strides
     dh, dw = site.dilations
     n, h, w, _ = x.shape
+    t, b, l, r = resolve_pads(site.pads, h, w, kh, kw, site.strides, site.dilations)
     oh = (h + t + b - dh * (kh - 1) - 1) // sh + 1
     ow = (w + l + r - dw * (kw - 1) - 1) // sw + 1
     bi, rem = np.divmod(idx, oh * ow)

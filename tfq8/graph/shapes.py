@@ -13,6 +13,25 @@ from tensorflow.core.framework import graph_pb2
 Shape = Optional[Tuple[Optional[int], ...]]
 
 
+def same_pads(size: int, k: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one spatial axis of ``size``."""
+    eff = (k - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_pads(pads, h: int, w: int, kh: int, kw: int, strides, dilations) -> Tuple[int, ...]:
+    """[top, bottom, left, right]: ``pads`` itself, or for ``pads == "SAME"`` (a strided conv
+    whose input size is only known at run time) the SAME padding of an h × w input."""
+    if isinstance(pads, str):
+        if pads != "SAME":
+            raise ValueError(f"pads must be 4 integers or 'SAME', got {pads!r}")
+        return same_pads(h, kh, strides[0], dilations[0]) + same_pads(w, kw, strides[1],
+                                                                      dilations[1])
+    return tuple(pads)
+
+
 def infer_shapes(graph_def: graph_pb2.GraphDef, batch: Optional[int] = None,
                  input_shapes: Optional[Mapping[str, Sequence[Optional[int]]]] = None
                  ) -> Dict[str, Shape]:

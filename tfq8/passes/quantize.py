@@ -61,6 +61,7 @@ from tensorflow.python.framework import tensor_util
 from tfq8.calibration import qparams
 from tfq8.calibration.qparams import (QParams, fit_u8_pairs, quantize_weights, u8_pair_kernel_eligible,
                                      u8_pair_widening, weight_scales)
+from tfq8.graph.shapes import same_pads
 from tfq8.passes.input_affine import absorb_input_affines
 
 CONV_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "MatMul", "_FusedMatMul"}
@@ -176,13 +177,6 @@ def _static_shapes(graph_def):
     with g.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
     return g
-
-
-def _same_pads(size, k, stride, dilation):
-    eff = (k - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + eff - size, 0)
-    return total // 2, total - total // 2
 
 
 def _list_attr(n, name, default):
@@ -547,16 +541,20 @@ class QuantizePlan:
                 shape = self._shape(ins[0])
                 h, wd = (shape[1], shape[2]) if shape.rank == 4 else (None, None)
                 if (h is None or wd is None) and (strides[1] > 1 or strides[2] > 1):
-                    self._refuse(n, "SAME padding with stride > 1 needs a static spatial size")
-                    return None
-                h = h or 1
-                wd = wd or 1
-                pads = list(_same_pads(h, kh, strides[1], dil[1]) +
-                            _same_pads(wd, kw, strides[2], dil[2]))
+                    # the padding depends on the input size: a PadV2 computed at run time
+                    # in front of the conv (see _dynamic_same_pad)
+                    attrs["dynamic_same"] = True
+                    pads = [0, 0, 0, 0]
+                else:
+                    h = h or 1
+                    wd = wd or 1
+                    pads = list(same_pads(h, kh, strides[1], dil[1]) +
+                                same_pads(wd, kw, strides[2], dil[2]))
             # A zero Pad whose only consumer is this conv becomes part of its padding; the
             # kernel pads with the zero point, which is what real 0 quantizes to.
             src = g.nodes.get(node_of(ins[0]))
             if (src is not None and src.op in ("Pad", "PadV2") and not self._kept(src)
+                    and not attrs.get("dynamic_same")
                     and g.sole_consumer(ins[0], self.outputs) is n):
                 extra = self._zero_pad(src)
                 if extra is not None:
@@ -1281,6 +1279,56 @@ class QuantizePlan:
     def _placeholders(self):
         return {n.name for n in self.graph_def.node if n.op == "Placeholder"}
 
+    def _dynamic_same_pad(self, out, base, x, attrs, zero_point):
+        """SAME padding of a strided conv whose input size is known only at run time: int32
+        shape arithmetic on Shape(x) gives TF's SAME pads of each axis,
+            total = max((ceil(n / s) − 1)·s + (k − 1)·d + 1 − n, 0), before = total // 2,
+        and a PadV2 with the input's zero point (real 0) pads x before the op (which then
+        pads nothing). Returns the padded tensor's name."""
+        w = attrs["weights"]
+        kh, kw = w.shape[0], w.shape[1]
+        (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+        p = base + "/same_pad"
+
+        def node(op, name, inputs, **at):
+            nd = out.node.add()
+            nd.name, nd.op = f"{p}/{name}", op
+            nd.input.extend(inputs)
+            for k, v in at.items():
+                if isinstance(v, tf.DType):
+                    nd.attr[k].type = v.as_datatype_enum
+                else:
+                    nd.attr[k].i = v
+            return nd.name
+
+        i32 = tf.int32
+        shape = node("Shape", "shape", [x], T=tf.uint8, out_type=i32)
+        hw = node("StridedSlice", "hw", [shape, self._const(out, p + "/b", [1], i32),
+                                         self._const(out, p + "/e", [3], i32),
+                                         self._const(out, p + "/one", [1], i32)],
+                  T=i32, Index=i32, begin_mask=0, end_mask=0, ellipsis_mask=0,
+                  new_axis_mask=0, shrink_axis_mask=0)
+        s = self._const(out, p + "/strides", [sh, sw], i32)
+        s1 = self._const(out, p + "/strides_minus_1", [sh - 1, sw - 1], i32)
+        n_out = node("FloorDiv", "out_size", [node("AddV2", "round_up", [hw, s1], T=i32), s],
+                     T=i32)
+        reach = self._const(out, p + "/reach_minus_stride",
+                            [(kh - 1) * dh + 1 - sh, (kw - 1) * dw + 1 - sw], i32)
+        span = node("AddV2", "span", [node("Mul", "steps", [n_out, s], T=i32), reach], T=i32)
+        total = node("Maximum", "total", [node("Sub", "short", [span, hw], T=i32),
+                                          self._const(out, p + "/zero", 0, i32)], T=i32)
+        before = node("FloorDiv", "before", [total, self._const(out, p + "/two", 2, i32)],
+                      T=i32)
+        after = node("Sub", "after", [total, before], T=i32)
+        hw_pads = node("Pack", "hw_pads", [before, after], T=i32, N=2, axis=1)    # [[t, b], [l, r]]
+        none = self._const(out, p + "/none", [[0, 0]], i32)
+        pads = node("ConcatV2", "pads", [none, hw_pads, none,
+                                         self._const(out, p + "/axis", 0, i32)],
+                    T=i32, N=3, Tidx=i32)
+        return node("PadV2", "pad", [x, pads, self._const(out, p + "/zero_point",
+                                                          np.uint8(zero_point), tf.uint8)],
+                    T=tf.uint8, Tpaddings=i32)
+
     def _const(self, out, name, value, dtype):
         nd = out.node.add()
         nd.name = name
@@ -1367,7 +1415,11 @@ class QuantizePlan:
                     if not inp.startswith("^") and self.g.const_value(inp) is None:
                         mn.input[i] = nd.name
             base = nd.name
-            nd.input.append(ins_q[0])
+            if grp.attrs.get("dynamic_same"):
+                nd.input.append(self._dynamic_same_pad(out, base, ins_q[0], grp.attrs,
+                                                       qp[grp.inputs[0]].zero_point))
+            else:
+                nd.input.append(ins_q[0])
             nd.input.append(self._const(out, base + "/filter", wq, tf.int8))
             nd.input.append(self._const(out, base + "/bias", grp.attrs["bias"], tf.float32))
             nd.input.append(self._const(out, base + "/filter_scale",
