@@ -864,3 +864,22 @@ def test_strided_same_convs_with_unknown_spatial_size_stay_int8():
         cos = _cosine(dynamic(xs).numpy().reshape(2, -1), q(xs).numpy().reshape(2, -1))
         assert cos.min() >= 0.99, (h, w, cos)      # and close to FP32 (an off-by-one pad
                                                    # would shift every output pixel)
+
+
+@pytest.mark.parametrize("act", ["gelu", "swish", "tanh"])
+def test_layer_norm_followed_by_an_activation_that_reads_it_twice(act):
+    """GELU (0.5·y·erfc(−y/√2)) reads the norm's output y twice: the matcher's region grows into
+    both readers and must still find the norm (it used to give up, leaving LayerNorm and GELU
+    in FP32). The norm is one Tfq8LayerNorm and the activation a table; no float compute left."""
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same")(inp)
+    x = keras.layers.Activation(act)(keras.layers.LayerNormalization()(x))
+    model = keras.Model(inp, keras.layers.Conv2D(8, 3, padding="same")(x))
+    x = RNG.normal(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    q = tfq8.quantize(model, x[:32], _config())
+    ops = _ops(q)
+    assert ops.get("Tfq8LayerNorm") == 1 and ops.get("Tfq8Lookup") == 1, ops
+    assert not q.report()["fp32_ops"], q.report()["fp32_ops"]
+    assert _cosine(model(x[32:]).numpy().reshape(8, -1),
+                   q(x[32:]).numpy().reshape(8, -1)).min() >= 0.998

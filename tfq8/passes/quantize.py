@@ -914,9 +914,26 @@ class QuantizePlan:
                     if fits(g.nodes[c]):
                         region.add(c)
                         changed = True
-        outs = [r for r in region
-                if r + ":0" in self.outputs
-                or any(c not in region for c in g.consumers.get(r + ":0", []))]
+        def outputs_of(nodes):
+            return [r for r in nodes if r + ":0" in self.outputs
+                    or any(c not in nodes for c in g.consumers.get(r + ":0", []))]
+
+        outs = outputs_of(region)
+        if len(outs) > 1:
+            # The growth ran on into what follows the norm (GELU's 0.5·y and y/√2 both read
+            # y): keep the latest node whose region ancestors form a closed region with it as
+            # the only output — the norm itself; the fit below checks what it computes.
+            for cand in [r for r in reversed(g.order) if r in region]:
+                sub, work = {cand}, [cand]
+                while work:
+                    for i in g.data_inputs(g.nodes[work.pop()]):
+                        src = node_of(tensor_name(i))
+                        if src in region and src not in sub:
+                            sub.add(src)
+                            work.append(src)
+                if outputs_of(sub) == [cand]:
+                    region, outs = sub, [cand]
+                    break
         ops = [g.nodes[r].op for r in region]
         if len(outs) != 1 or ops.count("Mean") < 2 or not {"Rsqrt", "Sqrt"} & set(ops):
             return None
