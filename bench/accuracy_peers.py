@@ -48,19 +48,8 @@ def run_tfq8(model, calib, evaluation):
 
 
 def run_tflite(model, calib, evaluation):
-    import tensorflow as tf
-    import peer_tflite
-    interpreter = tf.lite.Interpreter(model_content=peer_tflite.convert(tf, model, calib),
-                                      num_threads=2)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    rows = []
-    for i in range(len(evaluation)):
-        interpreter.set_tensor(inp, evaluation[i:i + 1])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(out).copy())
-    return np.concatenate(rows)
+    import zoo     # bench/zoo.py: the same TFLite conversion and batch-1 interpreter loop
+    return zoo.tflite_outputs(model, calib, evaluation)
 
 
 def run_ort(model, calib, evaluation, fmt, reduce_range=False):
